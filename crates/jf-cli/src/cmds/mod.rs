@@ -1,0 +1,3 @@
+//! One module per command: argument parsing and printing only.
+
+pub mod completion;
