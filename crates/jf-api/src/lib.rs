@@ -1,7 +1,16 @@
 //! The Jango Fett API: custom resource types, condition helpers and naming rules, shared by
 //! the operator and the CLI. Nothing here performs I/O.
 
+pub mod conditions;
+pub mod environment;
+pub mod naming;
+
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt as _;
+
+pub use environment::{
+    Environment, EnvironmentPhase, EnvironmentQuota, EnvironmentSpec, EnvironmentStatus,
+};
 
 /// The API group of every Jango Fett kind.
 pub const GROUP: &str = "jango-fett.dev";
@@ -9,7 +18,11 @@ pub const GROUP: &str = "jango-fett.dev";
 /// The served and stored version of every Jango Fett kind.
 pub const VERSION: &str = "v1alpha1";
 
+/// The label every object made by Jango Fett carries, with the value [`MANAGED_BY`].
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "jango-fett";
+
 /// Every custom resource definition of the API, in the order they are installed.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    Vec::new()
+    vec![Environment::crd()]
 }

@@ -9,12 +9,12 @@ use kube::{Client, Config};
 /// Flags shared by every command that talks to the cluster.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ConnectionArgs {
-    /// Path to the kubeconfig file to use.
-    #[arg(long, global = true, env = "KUBECONFIG", value_name = "FILE")]
+    /// Path to the kubeconfig file to use [default: $KUBECONFIG, then ~/.kube/config].
+    #[arg(long, global = true, value_name = "FILE", help_heading = "Connection")]
     pub kubeconfig: Option<PathBuf>,
 
     /// The kubeconfig context to use.
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, global = true, value_name = "NAME", help_heading = "Connection")]
     pub context: Option<String>,
 }
 
@@ -34,13 +34,33 @@ pub enum ConnectionError {
     Client(#[from] kube::Error),
 }
 
+impl ConnectionError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Read { .. } | Self::Load(_) | Self::Infer(_) => Some(
+                "point --kubeconfig or KUBECONFIG at the kubeconfig of your cluster, \
+                 and --context at one of its contexts"
+                    .to_owned(),
+            ),
+            Self::Client(_) => None,
+        }
+    }
+}
+
 impl ConnectionArgs {
     pub async fn config(&self) -> Result<Config, ConnectionError> {
         let options = KubeConfigOptions {
             context: self.context.clone(),
             ..KubeConfigOptions::default()
         };
-        match &self.kubeconfig {
+        // Like kubectl, an empty KUBECONFIG counts as unset.
+        let kubeconfig = self.kubeconfig.clone().or_else(|| {
+            std::env::var_os("KUBECONFIG")
+                .filter(|value| !value.is_empty())
+                .map(PathBuf::from)
+        });
+        match &kubeconfig {
             Some(path) => {
                 // KUBECONFIG may list several files, like kubectl's.
                 let mut merged: Option<Kubeconfig> = None;

@@ -1,6 +1,7 @@
 //! The Jango Fett operator. One process runs every controller; each controller lives in its
 //! own module and follows the same pipeline: validate → build (pure) → apply → status.
 
+pub mod controllers;
 pub mod http;
 pub mod settings;
 pub mod telemetry;
@@ -25,23 +26,36 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(kubernetes = %version.git_version, "connected to the API server");
 
     let (stop, stopped) = watch::channel(false);
+    let metrics = telemetry::Metrics::new();
     let health = http::Health {
         ready: Arc::new(AtomicBool::new(false)),
-        metrics: telemetry::Metrics::new(),
+        metrics: metrics.clone(),
     };
     let server = tokio::spawn(http::serve(
         settings.http_address,
         health.clone(),
         wait_for(stopped.clone()),
     ));
+    let environments = tokio::spawn(controllers::environment::run(
+        client,
+        settings.environments.clone(),
+        metrics,
+        tokio::sync::broadcast::channel(1).0,
+        wait_for(stopped.clone()),
+    ));
     health.ready.store(true, Ordering::Relaxed);
 
-    shutdown_signal().await?;
+    let result = tokio::select! {
+        signal = shutdown_signal() => signal,
+        finished = environments => finished
+            .context("the environment controller panicked")?
+            .context("the environment controller stopped"),
+    };
     tracing::info!("shutting down");
     health.ready.store(false, Ordering::Relaxed);
     let _ = stop.send(true);
     server.await.context("the HTTP server panicked")??;
-    Ok(())
+    result
 }
 
 async fn wait_for(mut stopped: watch::Receiver<bool>) {

@@ -2,10 +2,13 @@
 
 use std::io::IsTerminal as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
 
@@ -29,10 +32,27 @@ struct BuildLabels {
     version: String,
 }
 
-/// The operator's metrics registry.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub kind: &'static str,
+    pub reason: &'static str,
+}
+
+type HistogramFamily = Family<KindLabels, Histogram, fn() -> Histogram>;
+
+/// The operator's metrics.
 #[derive(Debug)]
 pub struct Metrics {
-    pub registry: Registry,
+    registry: Registry,
+    reconciles: Family<KindLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    durations: HistogramFamily,
+    writes: Family<KindLabels, Counter>,
 }
 
 impl Metrics {
@@ -45,7 +65,57 @@ impl Metrics {
             })
             .set(1);
         registry.register("build_info", "The operator's version", build_info);
-        Arc::new(Self { registry })
+        let reconciles = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconciliations run, by kind",
+            reconciles.clone(),
+        );
+        let errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Reconciliations that failed, by kind and reason",
+            errors.clone(),
+        );
+        let durations: HistogramFamily =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 15)));
+        registry.register(
+            "reconcile_duration_seconds",
+            "How long reconciliations take, by kind",
+            durations.clone(),
+        );
+        let writes = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "api_writes",
+            "Writes to the Kubernetes API made by reconciliations, by kind",
+            writes.clone(),
+        );
+        Arc::new(Self {
+            registry,
+            reconciles,
+            errors,
+            durations,
+            writes,
+        })
+    }
+
+    pub fn reconciled(&self, kind: &'static str, duration: Duration) {
+        self.reconciles.get_or_create(&KindLabels { kind }).inc();
+        self.durations
+            .get_or_create(&KindLabels { kind })
+            .observe(duration.as_secs_f64());
+    }
+
+    pub fn failed(&self, kind: &'static str, reason: &'static str) {
+        self.errors
+            .get_or_create(&ErrorLabels { kind, reason })
+            .inc();
+    }
+
+    pub fn wrote(&self, kind: &'static str, count: u64) {
+        self.writes
+            .get_or_create(&KindLabels { kind })
+            .inc_by(count);
     }
 
     /// The metrics in Prometheus' text format.

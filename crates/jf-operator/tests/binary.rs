@@ -52,6 +52,7 @@ fn answers_version_and_help() {
 #[tokio::test]
 async fn serves_health_and_metrics_then_stops_on_sigterm() -> anyhow::Result<()> {
     let cluster = cluster().await;
+    jf_testkit::install_crds(&cluster.client().await?).await?;
     let mut operator = Operator(
         Command::new(env!("CARGO_BIN_EXE_jango-fett-operator"))
             .args(["--http-address", "127.0.0.1:0", "--log-format", "json"])

@@ -18,6 +18,7 @@
 
 pub mod binaries;
 mod cluster;
+pub mod operator;
 mod pki;
 mod process;
 pub mod redis;
@@ -30,6 +31,7 @@ use rand::Rng as _;
 use tokio::sync::OnceCell;
 
 pub use cluster::{ClusterInfo, Lifetime, LocalCluster, NODE_NAMES};
+pub use operator::{OperatorProcess, install_crds, operator};
 
 /// The environment variable naming a running cluster's directory for tests to reuse.
 pub const CLUSTER_VARIABLE: &str = "JF_TEST_CLUSTER";

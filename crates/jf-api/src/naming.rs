@@ -1,0 +1,108 @@
+//! Names and labels of the objects Jango Fett makes, derived from the names users give.
+
+/// The longest Environment name: it becomes part of a namespace name and of host names.
+pub const ENVIRONMENT_NAME_MAX: usize = 40;
+
+/// The namespace prefix used unless the operator is configured otherwise.
+pub const DEFAULT_NAMESPACE_PREFIX: &str = "jf-";
+
+/// Labels the namespace (and every child) with the Environment it belongs to.
+pub const ENVIRONMENT_LABEL: &str = "jango-fett.dev/environment";
+
+/// Keeps an Environment until its namespace is gone.
+pub const ENVIRONMENT_FINALIZER: &str = "jango-fett.dev/namespace";
+
+/// On a Deployment or StatefulSet of a sleeping environment: its replicas before sleep.
+pub const REPLICAS_BEFORE_SLEEP_ANNOTATION: &str = "jango-fett.dev/replicas-before-sleep";
+
+/// The RoleBinding that gives the environment's users their role in the namespace.
+pub const USERS_ROLE_BINDING: &str = "jf-users";
+
+/// The ConfigMap holding the environment's configuration.
+pub const CONFIG_MAP: &str = "env-config";
+
+/// The NetworkPolicy isolating the namespace.
+pub const NETWORK_POLICY: &str = "jf-isolation";
+
+/// The ResourceQuota and LimitRange of the namespace.
+pub const RESOURCE_QUOTA: &str = "jf-quota";
+pub const LIMIT_RANGE: &str = "jf-limits";
+
+/// Configuration keys starting with this are set by Jango Fett.
+pub const RESERVED_CONFIG_PREFIX: &str = "JF_";
+
+/// The namespace of an environment.
+pub fn namespace(prefix: &str, environment: &str) -> String {
+    format!("{prefix}{environment}")
+}
+
+/// The ClusterRole (and its ClusterRoleBinding) that lets the users manage their Environment.
+pub fn environment_cluster_role(environment: &str) -> String {
+    format!("jf-env-{environment}")
+}
+
+/// The host of an environment: `<environment>.<base domain>`.
+pub fn environment_host(environment: &str, base_domain: &str) -> String {
+    format!("{environment}.{base_domain}")
+}
+
+/// Whether `name` is a DNS label (RFC 1123) of at most `max` characters.
+pub fn is_dns_label(name: &str, max: usize) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= max
+        && bytes
+            .iter()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || *byte == b'-')
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+/// Whether `key` may be a key of an Environment's configuration.
+pub fn is_config_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 253
+        && key
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_'))
+        && !key.starts_with(RESERVED_CONFIG_PREFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_labels() {
+        assert!(is_dns_label("fix-bug", 40));
+        assert!(is_dns_label("a", 40));
+        assert!(is_dns_label(&"a".repeat(40), 40));
+        assert!(!is_dns_label(&"a".repeat(41), 40));
+        assert!(!is_dns_label("Fix-bug", 40));
+        assert!(!is_dns_label("-fix", 40));
+        assert!(!is_dns_label("fix-", 40));
+        assert!(!is_dns_label("fix.bug", 40));
+        assert!(!is_dns_label("", 40));
+    }
+
+    #[test]
+    fn config_keys() {
+        assert!(is_config_key("FEATURE_X"));
+        assert!(is_config_key("log.level"));
+        assert!(is_config_key("a-b_c.d"));
+        assert!(!is_config_key("JF_URL"));
+        assert!(!is_config_key("has space"));
+        assert!(!is_config_key("a=b"));
+        assert!(!is_config_key(""));
+    }
+
+    #[test]
+    fn derived_names() {
+        assert_eq!(namespace("jf-", "fix-bug"), "jf-fix-bug");
+        assert_eq!(environment_cluster_role("fix-bug"), "jf-env-fix-bug");
+        assert_eq!(
+            environment_host("fix-bug", "dev.example.com"),
+            "fix-bug.dev.example.com"
+        );
+    }
+}

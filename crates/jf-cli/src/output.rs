@@ -1,0 +1,342 @@
+//! What read commands print: a table or summary for people, JSON or YAML for programs.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use jf_api::Environment;
+use jf_api::conditions::{self, READY};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt as _;
+use serde::Serialize;
+
+use crate::duration;
+
+/// The `-o` flag of read commands.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct OutputArgs {
+    /// Print a table or summary for people, or JSON or YAML for programs.
+    #[arg(short, long, value_enum, value_name = "FORMAT", default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to print JSON")]
+    Json(#[from] serde_json::Error),
+    #[error("failed to print YAML")]
+    Yaml(#[from] serde_saphyr::SerializeError),
+}
+
+/// `value` as JSON or YAML, ending with a newline. A table is the caller's to make.
+pub fn serialize<T: Serialize>(format: Format, value: &T) -> Result<String, Error> {
+    let mut text = match format {
+        Format::Yaml => {
+            // One line per value, as kubectl prints them, so that grep finds messages whole.
+            let mut options = serde_saphyr::SerializerOptions::default();
+            options.prefer_block_scalars = false;
+            serde_saphyr::to_string_with_options(value, options)?
+        }
+        Format::Json | Format::Table => serde_json::to_string_pretty(value)?,
+    };
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// An Environment as it is printed: without `managedFields`, which only the API server reads.
+pub fn printable(environment: &Environment) -> Environment {
+    let mut environment = environment.clone();
+    environment.metadata.managed_fields = None;
+    environment
+}
+
+/// Columns aligned with at least three spaces between them, like kubectl's.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers
+        .iter()
+        .map(|header| header.chars().count())
+        .collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    let headers: Vec<String> = headers.iter().map(|header| (*header).to_owned()).collect();
+    for row in std::iter::once(&headers).chain(rows) {
+        let mut line = String::new();
+        for (index, cell) in row.iter().enumerate() {
+            if index + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let width = widths.get(index).copied().unwrap_or_default();
+                let _ = write!(line, "{cell:<width$}   ");
+            }
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+fn or_dash(value: Option<impl ToString>) -> String {
+    value
+        .map(|value| value.to_string())
+        .filter(|value| !value.is_empty())
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+/// The table of `jf list`: NAME, NAMESPACE, READY, STATUS, EXPIRES, URL, AGE.
+pub fn environments_table(environments: &[Environment], now: Timestamp) -> String {
+    let rows: Vec<Vec<String>> = environments
+        .iter()
+        .map(|environment| {
+            let status = environment.status.clone().unwrap_or_default();
+            let ready = conditions::find(&status.conditions, READY)
+                .map(|condition| condition.status.clone());
+            vec![
+                environment.name_any(),
+                or_dash(status.namespace),
+                or_dash(ready),
+                or_dash(status.phase),
+                or_dash(
+                    environment
+                        .spec
+                        .expires_at
+                        .as_ref()
+                        .map(|at| duration::expires(at.0, now)),
+                ),
+                or_dash(status.url),
+                or_dash(
+                    environment
+                        .creation_timestamp()
+                        .map(|at| duration::age(at.0, now)),
+                ),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "NAMESPACE",
+            "READY",
+            "STATUS",
+            "EXPIRES",
+            "URL",
+            "AGE",
+        ],
+        &rows,
+    )
+}
+
+/// The summary of `jf status`.
+pub fn describe(environment: &Environment, now: Timestamp) -> String {
+    let name = environment.name_any();
+    let spec = &environment.spec;
+    let status = environment.status.clone().unwrap_or_default();
+    let list = |names: &[String]| {
+        if names.is_empty() {
+            "-".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
+    let expires = spec.expires_at.as_ref().map_or_else(
+        || "never".to_owned(),
+        |at| format!("{} ({})", at.0, duration::expires(at.0, now)),
+    );
+    let config = match spec.config.len() {
+        0 => "no keys".to_owned(),
+        1 => format!("1 key (`jf config get {name}`)"),
+        keys => format!("{keys} keys (`jf config get {name}`)"),
+    };
+    let mut fields = vec![
+        ("Name", name.clone()),
+        ("Namespace", or_dash(status.namespace.as_ref())),
+        ("URL", or_dash(status.url.as_ref())),
+        ("Status", or_dash(status.phase)),
+        ("Users", list(&spec.users)),
+        ("Groups", list(&spec.groups)),
+        (
+            "Role",
+            spec.role
+                .clone()
+                .unwrap_or_else(|| "admin (the default)".to_owned()),
+        ),
+        ("Expires", expires),
+        ("Config", config),
+    ];
+    if spec.sleeping {
+        fields.push(("Sleeping", format!("yes (`jf wake {name}` wakes it)")));
+    }
+    if let Some(created) = environment.creation_timestamp() {
+        fields.push(("Age", duration::age(created.0, now)));
+    }
+    let width = fields
+        .iter()
+        .map(|(label, _)| label.len() + 3)
+        .max()
+        .unwrap_or_default();
+    let mut text = String::new();
+    for (label, value) in fields {
+        let _ = writeln!(text, "{:<width$}{value}", format!("{label}:"));
+    }
+    text.push_str("Conditions:\n");
+    if status.conditions.is_empty() {
+        text.push_str("  none yet: the operator has not reported on it\n");
+    } else {
+        let rows: Vec<Vec<String>> = status
+            .conditions
+            .iter()
+            .map(|condition| {
+                vec![
+                    condition.type_.clone(),
+                    condition.status.clone(),
+                    condition.reason.clone(),
+                    condition.message.clone(),
+                ]
+            })
+            .collect();
+        for line in table(&["TYPE", "STATUS", "REASON", "MESSAGE"], &rows).lines() {
+            let _ = writeln!(text, "  {line}");
+        }
+    }
+    text
+}
+
+/// The configuration as `KEY=VALUE` lines, sorted by key.
+pub fn config_lines(config: &BTreeMap<String, String>) -> String {
+    config
+        .iter()
+        .map(|(key, value)| format!("{key}={value}\n"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use jf_api::conditions::condition;
+    use jf_api::{EnvironmentPhase, EnvironmentSpec, EnvironmentStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
+    use k8s_openapi::jiff::SignedDuration;
+    use serde_json::json;
+
+    use super::*;
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).expect("a valid time")
+    }
+
+    fn ready(name: &str) -> Environment {
+        let mut environment = Environment::new(
+            name,
+            EnvironmentSpec {
+                users: vec!["alice".to_owned(), "bob".to_owned()],
+                config: BTreeMap::from([
+                    ("A".to_owned(), "1".to_owned()),
+                    ("B".to_owned(), "2".to_owned()),
+                ]),
+                expires_at: Some(Time(now() + SignedDuration::from_hours(72))),
+                ..EnvironmentSpec::default()
+            },
+        );
+        environment.metadata.creation_timestamp = Some(Time(now() - SignedDuration::from_mins(5)));
+        environment.metadata.generation = Some(1);
+        environment.status = Some(EnvironmentStatus {
+            phase: Some(EnvironmentPhase::Ready),
+            namespace: Some(format!("jf-{name}")),
+            url: Some(format!("https://{name}.dev.example.com")),
+            conditions: vec![condition(
+                READY,
+                true,
+                "Ready",
+                format!("namespace jf-{name} is ready"),
+                Some(1),
+            )],
+            observed_generation: Some(1),
+            ..EnvironmentStatus::default()
+        });
+        environment
+    }
+
+    #[test]
+    fn aligns_tables() {
+        let rows = vec![
+            vec!["a".to_owned(), "long value".to_owned(), "x".to_owned()],
+            vec!["bbbb".to_owned(), "v".to_owned(), String::new()],
+        ];
+        assert_eq!(
+            table(&["NAME", "VALUE", "LAST"], &rows),
+            "NAME   VALUE        LAST\n\
+             a      long value   x\n\
+             bbbb   v\n"
+        );
+    }
+
+    #[test]
+    fn lists_environments() {
+        let pending = Environment::new("new-one", EnvironmentSpec::default());
+        assert_eq!(
+            environments_table(&[ready("fix-bug"), pending], now()),
+            "NAME      NAMESPACE    READY   STATUS   EXPIRES   URL                               AGE\n\
+             fix-bug   jf-fix-bug   True    Ready    in 72h    https://fix-bug.dev.example.com   5m\n\
+             new-one   -            -       -        -         -                                 -\n"
+        );
+    }
+
+    #[test]
+    fn describes_an_environment() {
+        let text = describe(&ready("fix-bug"), now());
+        assert_eq!(
+            text,
+            "Name:       fix-bug\n\
+             Namespace:  jf-fix-bug\n\
+             URL:        https://fix-bug.dev.example.com\n\
+             Status:     Ready\n\
+             Users:      alice, bob\n\
+             Groups:     -\n\
+             Role:       admin (the default)\n\
+             Expires:    2027-01-18T08:00:00Z (in 72h)\n\
+             Config:     2 keys (`jf config get fix-bug`)\n\
+             Age:        5m\n\
+             Conditions:\n  \
+               TYPE    STATUS   REASON   MESSAGE\n  \
+               Ready   True     Ready    namespace jf-fix-bug is ready\n"
+        );
+    }
+
+    #[test]
+    fn serializes_without_managed_fields() {
+        let mut environment = ready("fix-bug");
+        environment.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
+        let text = serialize(Format::Json, &printable(&environment)).expect("serializes");
+        let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(value["metadata"]["managedFields"], serde_json::Value::Null);
+        assert_eq!(value["spec"]["users"], json!(["alice", "bob"]));
+
+        let yaml = serialize(Format::Yaml, &printable(&environment)).expect("serializes");
+        assert!(yaml.contains("kind: Environment\n"), "{yaml}");
+        assert!(
+            yaml.contains("message: namespace jf-fix-bug is ready\n"),
+            "{yaml}"
+        );
+        assert!(yaml.ends_with('\n'));
+    }
+
+    #[test]
+    fn prints_config_sorted() {
+        let config = BTreeMap::from([
+            ("b".to_owned(), "2".to_owned()),
+            ("a".to_owned(), "x=1".to_owned()),
+        ]);
+        assert_eq!(config_lines(&config), "a=x=1\nb=2\n");
+    }
+}

@@ -1,0 +1,156 @@
+//! The controllers, one module per kind, and what they share: server-side apply that makes
+//! no write when the object is already as desired, and label-selected caches of children.
+
+pub mod environment;
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use futures::Stream;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Client, Resource, ResourceExt as _};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// On every applied object: a hash of what was applied. When the desired object changes, so
+/// does the hash, which makes the cached copy differ and the change be applied, including the
+/// removal of fields no longer desired.
+pub const APPLIED_HASH_ANNOTATION: &str = "jango-fett.dev/applied-hash";
+
+/// The label selector of every child the operator makes.
+pub fn managed_selector() -> String {
+    format!("{}={}", jf_api::MANAGED_BY_LABEL, jf_api::MANAGED_BY)
+}
+
+/// A cache of one kind of child, and the stream of changes that keeps it current.
+pub fn cache<K>(
+    api: Api<K>,
+    selector: &str,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    let (store, writer) = reflector::store();
+    let config = watcher::Config::default().labels(selector).any_semantic();
+    let stream =
+        reflector::reflector(writer, watcher(api, config).default_backoff()).touched_objects();
+    (store, stream)
+}
+
+/// Stamps `object` with the hash of its content.
+pub fn stamp<K: Resource + Serialize>(mut object: K) -> K {
+    object.annotations_mut().remove(APPLIED_HASH_ANNOTATION);
+    let hash = serde_json::to_vec(&object)
+        .map(|bytes| format!("{:016x}", fnv1a(&bytes)))
+        .unwrap_or_default();
+    object
+        .annotations_mut()
+        .insert(APPLIED_HASH_ANNOTATION.to_owned(), hash);
+    object
+}
+
+/// 64-bit FNV-1a: stable across builds and versions, unlike `DefaultHasher`.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Whether every field of `desired` has the same value in `actual` (which may have more).
+pub fn is_subset(desired: &Value, actual: &Value) -> bool {
+    match (desired, actual) {
+        (Value::Object(desired), Value::Object(actual)) => desired.iter().all(|(key, value)| {
+            actual
+                .get(key)
+                .is_some_and(|actual| is_subset(value, actual))
+        }),
+        (Value::Array(desired), Value::Array(actual)) => {
+            desired.len() == actual.len()
+                && desired
+                    .iter()
+                    .zip(actual)
+                    .all(|(desired, actual)| is_subset(desired, actual))
+        }
+        (desired, actual) => desired == actual,
+    }
+}
+
+/// Server-side applies `desired` (stamped) unless the cached copy already matches it.
+/// Returns whether it wrote.
+pub async fn apply<K>(
+    client: &Client,
+    store: &Store<K>,
+    manager: &str,
+    desired: K,
+) -> Result<bool, kube::Error>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let desired = stamp(desired);
+    let name = desired.name_any();
+    let namespace = desired.namespace();
+    let mut key = ObjectRef::<K>::new(&name);
+    if let Some(namespace) = &namespace {
+        key = key.within(namespace);
+    }
+    if let Some(current) = store.get(&key) {
+        let desired_value = serde_json::to_value(&desired).unwrap_or(Value::Null);
+        let current_value = serde_json::to_value(current.as_ref()).unwrap_or(Value::Null);
+        if is_subset(&desired_value, &current_value) {
+            return Ok(false);
+        }
+    }
+    // Built by hand rather than with `Api`, whose constructors are split by scope.
+    let request = kube::core::Request::new(K::url_path(
+        &K::DynamicType::default(),
+        namespace.as_deref(),
+    ))
+    .patch(
+        &name,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(&desired),
+    )
+    .map_err(kube::Error::BuildRequest)?;
+    client.request::<K>(request).await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn subsets() {
+        let actual = json!({"a": 1, "b": {"c": [1, {"d": 2, "e": 3}], "f": "g"}});
+        assert!(is_subset(&json!({}), &actual));
+        assert!(is_subset(&json!({"b": {"c": [1, {"d": 2}]}}), &actual));
+        assert!(!is_subset(&json!({"b": {"c": [1]}}), &actual));
+        assert!(!is_subset(&json!({"a": 2}), &actual));
+        assert!(!is_subset(&json!({"x": null}), &actual));
+    }
+
+    #[test]
+    fn the_hash_follows_the_content() {
+        let config_map = |value: &str| -> ConfigMap {
+            serde_json::from_value(json!({"metadata": {"name": "c"}, "data": {"k": value}}))
+                .expect("a config map")
+        };
+        let hash = |object: ConfigMap| stamp(object).annotations()[APPLIED_HASH_ANNOTATION].clone();
+        assert_eq!(hash(config_map("1")), hash(config_map("1")));
+        assert_ne!(hash(config_map("1")), hash(config_map("2")));
+        // Stamping twice gives the same hash: the annotation itself is not hashed.
+        assert_eq!(hash(stamp(config_map("1"))), hash(config_map("1")));
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+    }
+}

@@ -1,0 +1,97 @@
+//! Bad Environments are refused at admission by the CRD's schema, with a message naming the
+//! field, before the operator ever sees them.
+
+use jf_testkit::{cluster, unique_name};
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::ApiResource;
+use serde_json::json;
+
+async fn rejection(body: serde_json::Value) -> anyhow::Result<String> {
+    let client = cluster().await.client().await?;
+    jf_testkit::install_crds(&client).await?;
+    let resource = ApiResource::erase::<jf_api::Environment>(&());
+    let api: Api<DynamicObject> = Api::all_with(client, &resource);
+    let mut object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "jango-fett.dev/v1alpha1",
+        "kind": "Environment",
+    }))?;
+    object.metadata.name = body["name"].as_str().map(str::to_owned);
+    object.data = json!({"spec": body["spec"]});
+    match api.create(&PostParams::default(), &object).await {
+        Ok(_) => anyhow::bail!("the Environment {body} was accepted"),
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422, "{status:?}");
+            Ok(status.message)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+#[tokio::test]
+async fn names_longer_than_40_characters() -> anyhow::Result<()> {
+    let message = rejection(json!({"name": "a".repeat(41), "spec": {}})).await?;
+    assert!(
+        message.contains("metadata.name") && message.contains("at most 40 characters"),
+        "{message}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn names_that_are_not_dns_labels() -> anyhow::Result<()> {
+    let message = rejection(json!({"name": "Fix-Bug", "spec": {}})).await?;
+    assert!(message.contains("metadata.name"), "{message}");
+    let message = rejection(json!({"name": "fix.bug", "spec": {}})).await?;
+    assert!(
+        message.contains("metadata.name: an environment name must be a DNS label"),
+        "{message}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_config_keys() -> anyhow::Result<()> {
+    let name = unique_name("bad");
+    let message = rejection(json!({"name": name, "spec": {"config": {"has space": "x"}}})).await?;
+    assert!(
+        message.contains("spec.config") && message.contains("keys may only contain"),
+        "{message}"
+    );
+    let message = rejection(json!({"name": name, "spec": {"config": {"JF_URL": "x"}}})).await?;
+    assert!(
+        message.contains("spec.config") && message.contains("JF_ are reserved"),
+        "{message}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_expiry() -> anyhow::Result<()> {
+    let message =
+        rejection(json!({"name": unique_name("bad"), "spec": {"expiresAt": "next tuesday"}}))
+            .await?;
+    assert!(
+        message.contains("spec.expiresAt") && message.contains("date-time"),
+        "{message}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn cluster_admin_for_users() -> anyhow::Result<()> {
+    let message =
+        rejection(json!({"name": unique_name("bad"), "spec": {"role": "cluster-admin"}})).await?;
+    assert!(
+        message.contains("spec.role") && message.contains("cluster-admin can never be granted"),
+        "{message}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn empty_user_names() -> anyhow::Result<()> {
+    let message =
+        rejection(json!({"name": unique_name("bad"), "spec": {"users": ["alice", ""]}})).await?;
+    assert!(message.contains("spec.users[1]"), "{message}");
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! The `jango-fett-operator` binary, run against the shared cluster for the rest of a test
+//! process, for end-to-end tests of `jf`. It runs with the cluster's admin kubeconfig; its log
+//! goes to a file whose path the handle gives.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+use tokio::sync::OnceCell;
+
+use crate::{Error, LocalCluster};
+
+/// A running operator.
+#[derive(Debug)]
+pub struct OperatorProcess {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub http_address: SocketAddr,
+    /// The operator's log (JSON lines).
+    pub log: PathBuf,
+    /// Keeps the operator alive; it is stopped when this process exits.
+    _lifeline: std::process::ChildStdin,
+}
+
+static OPERATOR: OnceCell<Result<OperatorProcess, String>> = OnceCell::const_new();
+
+/// Installs the CRDs and starts the operator binary once for this test process, with
+/// `arguments` added to its command line the first time. Panics, with the reason, if it cannot.
+pub async fn operator(arguments: &[&str]) -> &'static OperatorProcess {
+    let result = OPERATOR
+        .get_or_init(|| async {
+            let cluster = crate::cluster().await;
+            start(cluster, arguments)
+                .await
+                .map_err(|error| format!("{:#}", anyhow::Error::from(error)))
+        })
+        .await;
+    match result {
+        Ok(operator) => operator,
+        Err(error) => panic!("the operator did not start: {error}"),
+    }
+}
+
+/// Applies every CRD of the API and waits until they are established.
+pub async fn install_crds(client: &Client) -> Result<(), Error> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let params = PatchParams::apply("jf-testkit").force();
+    for crd in jf_api::crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(&name, &params, &Patch::Apply(&crd)).await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let established =
+                api.get(&name).await?.status.is_some_and(|status| {
+                    status.conditions.iter().flatten().any(|condition| {
+                        condition.type_ == "Established" && condition.status == "True"
+                    })
+                });
+            if established {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Timeout {
+                    what: format!("the CRD {name} to be established"),
+                    after: Duration::from_secs(30),
+                    logs: Vec::new(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(())
+}
+
+/// The `jango-fett-operator` built beside the running test binary, or `$JF_OPERATOR_BIN`.
+pub fn operator_binary() -> Result<PathBuf, Error> {
+    let path = match std::env::var_os("JF_OPERATOR_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|test| Some(test.parent()?.parent()?.join("jango-fett-operator")))
+            .unwrap_or_default(),
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::MissingProgram {
+            program: "jango-fett-operator".to_owned(),
+            looked_in: path,
+            hint: "build it with `cargo build -p jf-operator` (cargo test --workspace does)",
+        })
+    }
+}
+
+async fn start(cluster: &LocalCluster, arguments: &[&str]) -> Result<OperatorProcess, Error> {
+    install_crds(&cluster.client().await?).await?;
+    let binary = operator_binary()?;
+    let log = tempfile::Builder::new()
+        .prefix("jango-fett-operator-")
+        .suffix(".log")
+        .tempfile()
+        .map_err(|source| Error::io("failed to create the operator's log", source))?
+        .keep()
+        .map_err(|error| Error::io("failed to keep the operator's log", error.error))?
+        .1;
+    let (lifeline, log_file) = spawn_tied(&binary, cluster.kubeconfig(), arguments, &log)?;
+    drop(log_file);
+    // The operator logs the address it serves on once it is up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let address = text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find_map(|line| line.get("address")?.as_str()?.parse().ok());
+        if let Some(http_address) = address {
+            return Ok(OperatorProcess {
+                http_address,
+                log,
+                _lifeline: lifeline,
+            });
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Timeout {
+                what: "the operator to serve".to_owned(),
+                after: Duration::from_secs(30),
+                logs: vec![log],
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts the operator under a shell that stops it when our end of its stdin closes.
+fn spawn_tied(
+    binary: &Path,
+    kubeconfig: &Path,
+    arguments: &[&str],
+    log: &Path,
+) -> Result<(std::process::ChildStdin, std::fs::File), Error> {
+    let log_file = std::fs::File::create(log)
+        .map_err(|source| Error::io("failed to open the operator's log", source))?;
+    let stderr = log_file
+        .try_clone()
+        .map_err(|source| Error::io("failed to open the operator's log", source))?;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#""$@" </dev/null & child=$!; read -r _ || :; kill -TERM "$child"; wait "$child""#)
+        .arg("jango-fett-operator")
+        .arg(binary)
+        .args(["--http-address", "127.0.0.1:0", "--log-format", "json"])
+        .args(arguments)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::piped())
+        .stdout(
+            log_file
+                .try_clone()
+                .map_err(|source| Error::io("failed to open the operator's log", source))?,
+        )
+        .stderr(stderr)
+        .spawn()
+        .map_err(|source| Error::io("failed to start the operator", source))?;
+    let stdin = child.stdin.take().ok_or_else(|| {
+        Error::io(
+            "the operator's shell has no stdin",
+            std::io::Error::other("no pipe"),
+        )
+    })?;
+    Ok((stdin, log_file))
+}
