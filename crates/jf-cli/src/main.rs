@@ -28,8 +28,14 @@ enum Command {
     Config(cmds::config::Args),
     Users(cmds::users::Args),
     Extend(cmds::extend::Args),
+    /// Put an environment to sleep: scale its Deployments and StatefulSets to zero until `jf wake`.
+    ///
+    /// Example: jf sleep fix-bug
     Sleep(cmds::sleep::Args),
-    Wake(cmds::wake::Args),
+    /// Wake a sleeping environment: scale its workloads back to their replicas.
+    ///
+    /// Example: jf wake fix-bug
+    Wake(cmds::sleep::Args),
     Completion(cmds::completion::Args),
 }
 
@@ -65,8 +71,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(args) => cmds::config::run(&client, args).await,
         Command::Users(args) => cmds::users::run(&client, args).await,
         Command::Extend(args) => cmds::extend::run(&client, args).await,
-        Command::Sleep(args) => cmds::sleep::run(&client, args).await,
-        Command::Wake(args) => cmds::wake::run(&client, args).await,
+        Command::Sleep(args) => cmds::sleep::run(&client, args, true).await,
+        Command::Wake(args) => cmds::sleep::run(&client, args, false).await,
         Command::Completion(_) => Ok(()),
     }
 }

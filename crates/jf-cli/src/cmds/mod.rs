@@ -10,4 +10,3 @@ pub mod list;
 pub mod sleep;
 pub mod status;
 pub mod users;
-pub mod wake;

@@ -1,12 +1,10 @@
-//! `jf sleep ENV`: scales an environment's workloads to zero.
+//! `jf sleep ENV` and `jf wake ENV`: scale an environment's workloads to zero and back.
 
 use jf_cli::wait::{self, Goal, WaitArgs};
 use jf_cli::{arguments, environments};
 use kube::Client;
 
-/// Put an environment to sleep: scale its Deployments and StatefulSets to zero until `jf wake`.
-///
-/// Example: jf sleep fix-bug
+/// The environment to put to sleep or to wake.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The environment.
@@ -17,9 +15,16 @@ pub struct Args {
     pub wait: WaitArgs,
 }
 
-pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
-    let environment = environments::set_sleeping(client, &args.name, true).await?;
-    wait::with_spinner(client, &args.name, Goal::sleeping(&environment), &args.wait).await?;
-    println!("Environment \"{}\" is sleeping", args.name);
+/// Sets `sleeping` and waits until the operator has scaled the workloads.
+pub async fn run(client: &Client, args: Args, sleeping: bool) -> anyhow::Result<()> {
+    let environment = environments::set_sleeping(client, &args.name, sleeping).await?;
+    let goal = if sleeping {
+        Goal::sleeping(&environment)
+    } else {
+        Goal::awake(&environment)
+    };
+    wait::with_spinner(client, &args.name, goal, &args.wait).await?;
+    let state = if sleeping { "sleeping" } else { "awake" };
+    println!("Environment \"{}\" is {state}", args.name);
     Ok(())
 }

@@ -401,37 +401,26 @@ async fn apply_environment(
     }
 
     let mut status = base_status(environment, settings);
-    let was_failed_with = |reason: &str| {
-        environment
-            .status
-            .as_ref()
-            .and_then(|status| conditions::find(&status.conditions, READY))
-            .is_some_and(|condition| condition.reason == reason)
-    };
 
     // Validate and build.
     let children = match build::children(environment, settings) {
         Ok(children) => children,
         Err(invalid) => {
-            let message = format!("{invalid}; set spec.role to one of the allowed roles");
-            if !was_failed_with(invalid.reason()) {
-                publish(
-                    context,
-                    environment,
-                    EventType::Warning,
-                    invalid.reason(),
-                    message.clone(),
-                )
-                .await;
-            }
-            conclude(
-                &mut status,
+            let message = match invalid {
+                build::Invalid::RoleNotAllowed { .. } => {
+                    format!("{invalid}; set spec.role to one of the allowed roles")
+                }
+                _ => invalid.to_string(),
+            };
+            fail(
                 environment,
-                EnvironmentPhase::Failed,
+                context,
+                status,
                 invalid.reason(),
                 message,
-            );
-            write_status(environment, context, status, writes).await?;
+                writes,
+            )
+            .await?;
             return Ok(Action::await_change());
         }
     };
@@ -459,24 +448,15 @@ async fn apply_environment(
                 "namespace {namespace} already exists and does not belong to this environment; \
                  it is left untouched: delete the environment and choose another name"
             );
-            if !was_failed_with("NamespaceConflict") {
-                publish(
-                    context,
-                    environment,
-                    EventType::Warning,
-                    "NamespaceConflict",
-                    message.clone(),
-                )
-                .await;
-            }
-            conclude(
-                &mut status,
+            fail(
                 environment,
-                EnvironmentPhase::Failed,
+                context,
+                status,
                 "NamespaceConflict",
                 message,
-            );
-            write_status(environment, context, status, writes).await?;
+                writes,
+            )
+            .await?;
             return Ok(Action::await_change());
         }
         if existing.meta().deletion_timestamp.is_some() {
@@ -592,6 +572,41 @@ async fn apply_environment(
     }
     write_status(environment, context, status, writes).await?;
     Ok(next.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Marks the Environment Failed with `reason`, recording a Warning Event when it newly fails
+/// for this reason.
+async fn fail(
+    environment: &Environment,
+    context: &Context,
+    mut status: EnvironmentStatus,
+    reason: &str,
+    message: String,
+    writes: &mut u64,
+) -> Result<(), Error> {
+    let already = environment
+        .status
+        .as_ref()
+        .and_then(|status| conditions::find(&status.conditions, READY))
+        .is_some_and(|condition| condition.reason == reason);
+    if !already {
+        publish(
+            context,
+            environment,
+            EventType::Warning,
+            reason,
+            message.clone(),
+        )
+        .await;
+    }
+    conclude(
+        &mut status,
+        environment,
+        EnvironmentPhase::Failed,
+        reason,
+        message,
+    );
+    write_status(environment, context, status, writes).await
 }
 
 /// Deletes the namespace and keeps the Environment until it is gone.
