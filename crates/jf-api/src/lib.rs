@@ -4,6 +4,7 @@
 pub mod conditions;
 pub mod environment;
 pub mod naming;
+pub mod postgresql;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt as _;
@@ -11,6 +12,7 @@ use kube::CustomResourceExt as _;
 pub use environment::{
     Environment, EnvironmentPhase, EnvironmentQuota, EnvironmentSpec, EnvironmentStatus,
 };
+pub use postgresql::{DeletionPolicy, PostgreSQL, PostgreSQLSpec, PostgreSQLStatus};
 
 /// The API group of every Jango Fett kind.
 pub const GROUP: &str = "jango-fett.dev";
@@ -24,5 +26,5 @@ pub const MANAGED_BY: &str = "jango-fett";
 
 /// Every custom resource definition of the API, in the order they are installed.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Environment::crd()]
+    vec![Environment::crd(), PostgreSQL::crd()]
 }

@@ -46,6 +46,43 @@ pub fn environment_host(environment: &str, base_domain: &str) -> String {
     format!("{environment}.{base_domain}")
 }
 
+/// The name of the database, and of its login role, of the PostgreSQL resource `name` in
+/// `namespace`: `jf_` and a `[a-z0-9_]` slug of both, cut to fit, then `_` and a hash of
+/// `namespace/name`, so that names are unique, deterministic and at most 63 bytes.
+pub fn database_name(namespace: &str, name: &str) -> String {
+    const MAX: usize = 63;
+    let hash = format!(
+        "{:010x}",
+        stable_hash(format!("{namespace}/{name}").as_bytes()) >> 24
+    );
+    let mut slug = String::new();
+    for character in format!("{namespace}_{name}").chars() {
+        let character = character.to_ascii_lowercase();
+        let character = if character.is_ascii_alphanumeric() {
+            character
+        } else {
+            '_'
+        };
+        if !(character == '_' && slug.ends_with('_')) {
+            slug.push(character);
+        }
+    }
+    slug.truncate(MAX - "jf_".len() - 1 - hash.len());
+    format!("jf_{}_{hash}", slug.trim_end_matches('_'))
+}
+
+/// The Secret with a PostgreSQL resource's credentials.
+pub fn postgresql_secret(name: &str) -> String {
+    format!("{name}-postgresql")
+}
+
+/// 64-bit FNV-1a: stable across builds, platforms and versions, unlike `DefaultHasher`.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Whether `name` is a DNS label (RFC 1123) of at most `max` characters.
 pub fn is_dns_label(name: &str, max: usize) -> bool {
     let bytes = name.as_bytes();
@@ -94,6 +131,24 @@ mod tests {
         assert!(!is_config_key("has space"));
         assert!(!is_config_key("a=b"));
         assert!(!is_config_key(""));
+    }
+
+    #[test]
+    fn database_names_are_unique_deterministic_and_short() {
+        let name = database_name("jf-fix-bug", "logistics-api");
+        assert!(name.starts_with("jf_jf_fix_bug_logistics_api_"), "{name}");
+        assert_eq!(name, database_name("jf-fix-bug", "logistics-api"));
+        // Two resources whose slugs are the same still differ by their hash.
+        assert_ne!(database_name("a-b", "c"), database_name("a", "b-c"));
+        let long = database_name(&"n".repeat(63), &"p".repeat(53));
+        assert_eq!(long.len(), 63, "{long}");
+        for name in [name, long] {
+            assert!(
+                name.bytes()
+                    .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
+            );
+        }
+        assert_eq!(stable_hash(b""), 0xcbf2_9ce4_8422_2325);
     }
 
     #[test]

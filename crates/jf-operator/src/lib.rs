@@ -3,6 +3,7 @@
 
 pub mod controllers;
 pub mod http;
+pub mod postgres;
 pub mod settings;
 pub mod telemetry;
 
@@ -36,9 +37,22 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         health.clone(),
         wait_for(stopped.clone()),
     ));
+    let (postgres, endpoint) = postgres_server(&settings.postgres, &metrics)?;
+    if postgres.is_none() {
+        tracing::warn!("no --postgres-admin-url: PostgreSQL resources will report NotConfigured");
+    }
     let environments = tokio::spawn(controllers::environment::run(
-        client,
+        client.clone(),
         settings.environments.clone(),
+        metrics.clone(),
+        tokio::sync::broadcast::channel(1).0,
+        wait_for(stopped.clone()),
+    ));
+    let databases = tokio::spawn(controllers::postgresql::run(
+        client,
+        settings.postgres.clone(),
+        postgres,
+        endpoint,
         metrics,
         tokio::sync::broadcast::channel(1).0,
         wait_for(stopped.clone()),
@@ -50,12 +64,41 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         finished = environments => finished
             .context("the environment controller panicked")?
             .context("the environment controller stopped"),
+        finished = databases => finished
+            .context("the PostgreSQL controller panicked")?
+            .context("the PostgreSQL controller stopped"),
     };
     tracing::info!("shutting down");
     health.ready.store(false, Ordering::Relaxed);
     let _ = stop.send(true);
     server.await.context("the HTTP server panicked")??;
     result
+}
+
+/// The shared PostgreSQL server, if one is configured, and where applications reach it.
+pub fn postgres_server(
+    settings: &settings::PostgresSettings,
+    metrics: &Arc<telemetry::Metrics>,
+) -> anyhow::Result<(
+    Option<Arc<postgres::PgServer>>,
+    controllers::postgresql::secret::Endpoint,
+)> {
+    let Some(url) = &settings.admin_url else {
+        let endpoint = controllers::postgresql::secret::Endpoint {
+            host: settings.host.clone().unwrap_or_default(),
+            port: settings.port.unwrap_or(5432),
+        };
+        return Ok((None, endpoint));
+    };
+    let pool = postgres::Pool::new(url.expose(), usize::from(settings.max_connections))
+        .context("invalid --postgres-admin-url")?;
+    let (host, port) = pool.address();
+    let endpoint = controllers::postgresql::secret::Endpoint {
+        host: settings.host.clone().unwrap_or(host),
+        port: settings.port.unwrap_or(port),
+    };
+    let server = postgres::PgServer::new(pool, Some(metrics.clone()));
+    Ok((Some(Arc::new(server)), endpoint))
 }
 
 async fn wait_for(mut stopped: watch::Receiver<bool>) {

@@ -23,6 +23,9 @@ pub struct Settings {
 
     #[command(flatten)]
     pub environments: EnvironmentSettings,
+
+    #[command(flatten)]
+    pub postgres: PostgresSettings,
 }
 
 /// How Environments are turned into namespaces.
@@ -67,6 +70,112 @@ impl Default for EnvironmentSettings {
     fn default() -> Self {
         Settings::parse_from(["jango-fett-operator"]).environments
     }
+}
+
+/// PostgreSQL's trusted extensions (PostgreSQL 15), which a database owner could create.
+pub const DEFAULT_POSTGRES_EXTENSIONS: &str = "btree_gin,btree_gist,citext,cube,dict_int,\
+fuzzystrmatch,hstore,intarray,isn,lo,ltree,pg_trgm,pgcrypto,seg,tablefunc,tcn,tsm_system_rows,\
+tsm_system_time,unaccent,uuid-ossp";
+
+/// The shared PostgreSQL server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PostgresSettings {
+    /// Connection URL of the shared PostgreSQL server, for a superuser
+    /// (`postgres://user:password@host:5432/postgres`). Never logged. Without it, PostgreSQL
+    /// resources report `NotConfigured`.
+    #[arg(
+        long = "postgres-admin-url",
+        env = "JF_POSTGRES_ADMIN_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub admin_url: Option<AdminUrl>,
+
+    /// Host that applications use to reach the server [default: the admin URL's host].
+    #[arg(long = "postgres-host", env = "JF_POSTGRES_HOST")]
+    pub host: Option<String>,
+
+    /// Port that applications use to reach the server [default: the admin URL's port].
+    #[arg(long = "postgres-port", env = "JF_POSTGRES_PORT")]
+    pub port: Option<u16>,
+
+    /// Extensions a PostgreSQL resource may ask for, comma-separated (`uuid` is an alias of
+    /// `uuid-ossp`).
+    #[arg(long = "postgres-extensions", env = "JF_POSTGRES_EXTENSIONS", value_delimiter = ',', default_value = DEFAULT_POSTGRES_EXTENSIONS)]
+    pub extensions: Vec<String>,
+
+    /// How often each database is checked for changes made outside Jango Fett (a dropped
+    /// database, a changed password, missing extensions), e.g. `5m`.
+    #[arg(long = "postgres-drift-interval", env = "JF_POSTGRES_DRIFT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub drift_interval: std::time::Duration,
+
+    /// Most connections the operator holds to the server at once.
+    #[arg(long = "postgres-max-connections", env = "JF_POSTGRES_MAX_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_connections: u16,
+}
+
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        Settings::parse_from(["jango-fett-operator"]).postgres
+    }
+}
+
+/// A connection URL holding a password: shown nowhere.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminUrl(String);
+
+impl AdminUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL itself, for connecting only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AdminUrl {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("AdminUrl(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for AdminUrl {
+    type Err = String;
+
+    fn from_str(url: &str) -> Result<Self, String> {
+        url.parse::<tokio_postgres::Config>()
+            .map(|_| Self(url.to_owned()))
+            .map_err(|_| {
+                "not a PostgreSQL connection URL (postgres://user:password@host:port/database)"
+                    .to_owned()
+            })
+    }
+}
+
+/// `90s`, `5m`, `1h`: a number and a unit.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|character: char| !character.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("expected a duration such as 90s or 5m, got {text:?}"))?;
+    let seconds = match unit {
+        "ms" => return Ok(std::time::Duration::from_millis(number)),
+        "s" | "" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?}: use ms, s, m or h"
+            ));
+        }
+    };
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 /// Label key-value pairs from `key=value,key=value`.
@@ -162,6 +271,54 @@ mod tests {
                 .get("kubernetes.io/metadata.name"),
             Some(&"ingress-nginx".to_owned())
         );
+    }
+
+    #[test]
+    fn the_admin_url_is_never_shown() {
+        let settings = Settings::parse_from([
+            "op",
+            "--postgres-admin-url",
+            "postgres://postgres:hunter2@127.0.0.1:5432/postgres",
+        ]);
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("AdminUrl(<redacted>)"));
+        assert!(
+            Settings::try_parse_from(["op", "--postgres-admin-url", "not a url at all"]).is_err()
+        );
+        assert_eq!(
+            settings.postgres.drift_interval,
+            std::time::Duration::from_secs(300)
+        );
+        assert!(
+            settings
+                .postgres
+                .extensions
+                .contains(&"uuid-ossp".to_owned())
+        );
+        assert!(
+            !settings
+                .postgres
+                .extensions
+                .contains(&"plpython3u".to_owned())
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("90s"),
+            Ok(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_duration("5m"),
+            Ok(std::time::Duration::from_secs(300))
+        );
+        assert_eq!(
+            parse_duration("250ms"),
+            Ok(std::time::Duration::from_millis(250))
+        );
+        assert!(parse_duration("5 parsecs").is_err());
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     durations: HistogramFamily,
     writes: Family<KindLabels, Counter>,
+    sql: HistogramFamily,
 }
 
 impl Metrics {
@@ -90,12 +91,20 @@ impl Metrics {
             "Writes to the Kubernetes API made by reconciliations, by kind",
             writes.clone(),
         );
+        let sql: HistogramFamily =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 15)));
+        registry.register(
+            "sql_statement_duration_seconds",
+            "How long statements to the shared PostgreSQL server take, by kind of statement",
+            sql.clone(),
+        );
         Arc::new(Self {
             registry,
             reconciles,
             errors,
             durations,
             writes,
+            sql,
         })
     }
 
@@ -116,6 +125,12 @@ impl Metrics {
         self.writes
             .get_or_create(&KindLabels { kind })
             .inc_by(count);
+    }
+
+    pub fn sql_statement(&self, kind: &'static str, duration: Duration) {
+        self.sql
+            .get_or_create(&KindLabels { kind })
+            .observe(duration.as_secs_f64());
     }
 
     /// The metrics in Prometheus' text format.

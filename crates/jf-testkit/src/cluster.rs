@@ -167,6 +167,51 @@ impl LocalCluster {
         &self.info.postgres_url
     }
 
+    /// The PostgreSQL server's log, with every statement (`log_statement=all`).
+    pub fn postgres_log(&self) -> PathBuf {
+        self.dir.join("logs").join("postgres.log")
+    }
+
+    /// Stops the PostgreSQL server (fast shutdown) and waits until it has exited.
+    pub async fn stop_postgres(&self) -> Result<(), Error> {
+        for recorded in process::recorded(&self.dir)? {
+            if recorded.name == "postgres" && process::is_ours(recorded.pid, &self.dir) {
+                let pid = nix::unistd::Pid::from_raw(recorded.pid);
+                let _ = nix::sys::signal::kill(pid, Signal::SIGINT);
+                let deadline = Instant::now() + READY_TIMEOUT;
+                while process::is_ours(recorded.pid, &self.dir) {
+                    if Instant::now() > deadline {
+                        return Err(Error::Timeout {
+                            what: "PostgreSQL to stop".to_owned(),
+                            after: READY_TIMEOUT,
+                            logs: vec![self.postgres_log()],
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the PostgreSQL server again, with its data, on its port.
+    pub async fn start_postgres(&self) -> Result<(), Error> {
+        let config: tokio_postgres::Config = self.info.postgres_url.parse().map_err(|_| {
+            Error::io(
+                "the PostgreSQL URL is invalid",
+                std::io::Error::other("bad URL"),
+            )
+        })?;
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        start_postgres_server(
+            &self.dir,
+            &Binaries::locate()?,
+            port,
+            &self.info.postgres_url,
+        )
+        .await
+    }
+
     pub fn redis_address(&self) -> SocketAddr {
         self.info.redis_address
     }
@@ -562,23 +607,6 @@ async fn postgres(dir: &Path, binaries: &Binaries, port: u16) -> Result<String, 
         }
     };
     hand_over(&home)?;
-    let as_postgres = owner.is_some();
-    let command = |program: &Path| {
-        if as_postgres {
-            let mut command = Command::new("setpriv");
-            command
-                .args([
-                    "--reuid=postgres",
-                    "--regid=postgres",
-                    "--init-groups",
-                    "--",
-                ])
-                .arg(program);
-            command
-        } else {
-            Command::new(program)
-        }
-    };
     let password: String = rand::rng()
         .sample_iter(Alphanumeric)
         .take(32)
@@ -588,7 +616,7 @@ async fn postgres(dir: &Path, binaries: &Binaries, port: u16) -> Result<String, 
     fs::write(&password_file, &password)
         .map_err(|source| Error::io("failed to write the PostgreSQL password file", source))?;
     hand_over(&password_file)?;
-    let mut initdb = command(&binaries.postgres_bin.join("initdb"));
+    let mut initdb = postgres_command(&binaries.postgres_bin.join("initdb"));
     initdb
         .arg("--pgdata")
         .arg(&data)
@@ -621,10 +649,41 @@ async fn postgres(dir: &Path, binaries: &Binaries, port: u16) -> Result<String, 
         });
     }
 
-    let mut server = command(&binaries.postgres_bin.join("postgres"));
+    let url = format!("postgres://postgres:{password}@127.0.0.1:{port}/postgres");
+    start_postgres_server(dir, binaries, port, &url).await?;
+    Ok(url)
+}
+
+/// `program` run as the `postgres` user when this process is root: PostgreSQL refuses root.
+fn postgres_command(program: &Path) -> Command {
+    if nix::unistd::geteuid().is_root() {
+        let mut command = Command::new("setpriv");
+        command
+            .args([
+                "--reuid=postgres",
+                "--regid=postgres",
+                "--init-groups",
+                "--",
+            ])
+            .arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Starts the server on an initialised data directory and waits until it answers.
+async fn start_postgres_server(
+    dir: &Path,
+    binaries: &Binaries,
+    port: u16,
+    url: &str,
+) -> Result<(), Error> {
+    let home = dir.join("postgres");
+    let mut server = postgres_command(&binaries.postgres_bin.join("postgres"));
     server
         .arg("-D")
-        .arg(&data)
+        .arg(home.join("data"))
         .args(["-p", &port.to_string()])
         .args(["-c", "listen_addresses=127.0.0.1"])
         .arg("-c")
@@ -641,17 +700,15 @@ async fn postgres(dir: &Path, binaries: &Binaries, port: u16) -> Result<String, 
         .args(["-c", "log_line_prefix=%m [%p] %q%u@%d "]);
     // SIGINT is PostgreSQL's fast shutdown: clients are disconnected, not waited for.
     let mut server = process::spawn(dir, "postgres", Signal::SIGINT, server)?;
-    let url = format!("postgres://postgres:{password}@127.0.0.1:{port}/postgres");
     wait_for(
         "PostgreSQL to accept connections",
         &mut [&mut server],
         || {
-            let url = url.clone();
+            let url = url.to_owned();
             async move { postgres_ready(&url).await }
         },
     )
-    .await?;
-    Ok(url)
+    .await
 }
 
 async fn postgres_ready(url: &str) -> bool {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
@@ -44,10 +45,24 @@ pub async fn operator(arguments: &[&str]) -> &'static OperatorProcess {
     }
 }
 
-/// Applies every CRD of the API and waits until they are established.
+/// The ClusterRoles that give namespace admins, editors and viewers rights on the API.
+const NAMESPACE_ROLES: &str = include_str!("../../../deploy/rbac/namespace-roles.yaml");
+
+/// Applies every CRD of the API and waits until they are established, and the ClusterRoles
+/// aggregated into the namespace roles.
 pub async fn install_crds(client: &Client) -> Result<(), Error> {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let roles: Api<ClusterRole> = Api::all(client.clone());
     let params = PatchParams::apply("jf-testkit").force();
+    for role in serde_saphyr::from_multiple::<ClusterRole>(NAMESPACE_ROLES).map_err(|error| {
+        Error::io(
+            "deploy/rbac/namespace-roles.yaml is not valid",
+            std::io::Error::other(error.to_string()),
+        )
+    })? {
+        let name = role.metadata.name.clone().unwrap_or_default();
+        roles.patch(&name, &params, &Patch::Apply(&role)).await?;
+    }
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in jf_api::crds() {
         let name = crd.metadata.name.clone().unwrap_or_default();
         api.patch(&name, &params, &Patch::Apply(&crd)).await?;
@@ -106,7 +121,7 @@ async fn start(cluster: &LocalCluster, arguments: &[&str]) -> Result<OperatorPro
         .keep()
         .map_err(|error| Error::io("failed to keep the operator's log", error.error))?
         .1;
-    let (lifeline, log_file) = spawn_tied(&binary, cluster.kubeconfig(), arguments, &log)?;
+    let (lifeline, log_file) = spawn_tied(&binary, cluster, arguments, &log)?;
     drop(log_file);
     // The operator logs the address it serves on once it is up.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -137,7 +152,7 @@ async fn start(cluster: &LocalCluster, arguments: &[&str]) -> Result<OperatorPro
 /// Starts the operator under a shell that stops it when our end of its stdin closes.
 fn spawn_tied(
     binary: &Path,
-    kubeconfig: &Path,
+    cluster: &LocalCluster,
     arguments: &[&str],
     log: &Path,
 ) -> Result<(std::process::ChildStdin, std::fs::File), Error> {
@@ -153,7 +168,8 @@ fn spawn_tied(
         .arg(binary)
         .args(["--http-address", "127.0.0.1:0", "--log-format", "json"])
         .args(arguments)
-        .env("KUBECONFIG", kubeconfig)
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .env("JF_POSTGRES_ADMIN_URL", cluster.postgres_admin_url())
         .stdin(Stdio::piped())
         .stdout(
             log_file

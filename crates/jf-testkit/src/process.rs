@@ -57,10 +57,15 @@ pub fn spawn(
     mut command: Command,
 ) -> Result<Process, Error> {
     let log = dir.join("logs").join(format!("{name}.log"));
-    let file = fs::File::create(&log).map_err(|source| Error::Io {
-        context: format!("failed to create {}", log.display()),
-        source,
-    })?;
+    // Appended to: a program started again (PostgreSQL, in tests) keeps its earlier log.
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(|source| Error::Io {
+            context: format!("failed to create {}", log.display()),
+            source,
+        })?;
     let stderr = file.try_clone().map_err(|source| Error::Io {
         context: format!("failed to open {}", log.display()),
         source,

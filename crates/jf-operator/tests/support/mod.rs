@@ -9,7 +9,8 @@ use anyhow::{Context as _, ensure};
 use jf_api::conditions::{self, READY};
 use jf_api::{Environment, EnvironmentSpec};
 use jf_operator::controllers::environment::{self, Reconciled};
-use jf_operator::settings::EnvironmentSettings;
+use jf_operator::controllers::postgresql;
+use jf_operator::settings::{AdminUrl, EnvironmentSettings, PostgresSettings};
 use jf_operator::telemetry::Metrics;
 use jf_testkit::{cluster, eventually};
 use kube::api::{Api, PostParams};
@@ -19,14 +20,25 @@ use tokio::sync::{OnceCell, broadcast};
 /// The controllers of this test process.
 pub struct Operator {
     reconciled: broadcast::Sender<Reconciled>,
+    databases: broadcast::Sender<postgresql::Reconciled>,
+    /// The controllers' log.
+    pub log: std::path::PathBuf,
 }
 
 impl Operator {
-    /// Reconciliations from now on.
+    /// Reconciliations of Environments from now on.
     pub fn reconciled(&self) -> broadcast::Receiver<Reconciled> {
         self.reconciled.subscribe()
     }
+
+    /// Reconciliations of PostgreSQL resources from now on.
+    pub fn databases(&self) -> broadcast::Receiver<postgresql::Reconciled> {
+        self.databases.subscribe()
+    }
 }
+
+/// How often the in-process operator checks databases for drift.
+pub const DRIFT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 static OPERATOR: OnceCell<Operator> = OnceCell::const_new();
 
@@ -43,6 +55,13 @@ pub async fn operator() -> &'static Operator {
             let config = cluster.config().await.expect("a client configuration");
             let (sender, _) = broadcast::channel(4096);
             let reconciled = sender.clone();
+            let (databases, _) = broadcast::channel(4096);
+            let databases_sender = databases.clone();
+            let postgres_settings = PostgresSettings {
+                admin_url: Some(AdminUrl::new(cluster.postgres_admin_url())),
+                drift_interval: DRIFT_INTERVAL,
+                ..PostgresSettings::default()
+            };
             // The controllers' log, for when a test fails.
             let log =
                 std::env::temp_dir().join(format!("jf-operator-test-{}.log", std::process::id()));
@@ -61,18 +80,37 @@ pub async fn operator() -> &'static Operator {
                     .expect("a runtime");
                 runtime.block_on(async move {
                     let client = Client::try_from(config).expect("a client");
-                    environment::run(
-                        client,
-                        EnvironmentSettings::default(),
-                        Metrics::new(),
-                        reconciled,
-                        std::future::pending(),
-                    )
-                    .await
-                    .expect("the environment controller runs");
+                    let metrics = Metrics::new();
+                    let (server, endpoint) =
+                        jf_operator::postgres_server(&postgres_settings, &metrics)
+                            .expect("a PostgreSQL server");
+                    let (environments, databases) = futures::join!(
+                        environment::run(
+                            client.clone(),
+                            EnvironmentSettings::default(),
+                            metrics.clone(),
+                            reconciled,
+                            std::future::pending(),
+                        ),
+                        postgresql::run(
+                            client,
+                            postgres_settings,
+                            server,
+                            endpoint,
+                            metrics,
+                            databases_sender,
+                            std::future::pending(),
+                        ),
+                    );
+                    environments.expect("the environment controller runs");
+                    databases.expect("the PostgreSQL controller runs");
                 });
             });
-            Operator { reconciled: sender }
+            Operator {
+                reconciled: sender,
+                databases,
+                log,
+            }
         })
         .await
 }
