@@ -15,16 +15,76 @@ async fn rejection(body: serde_json::Value) -> anyhow::Result<String> {
         "apiVersion": "jango-fett.dev/v1alpha1",
         "kind": "Environment",
     }))?;
+    refused(api, object_with(&mut object, &body)).await
+}
+
+fn object_with<'a>(object: &'a mut DynamicObject, body: &serde_json::Value) -> &'a DynamicObject {
     object.metadata.name = body["name"].as_str().map(str::to_owned);
     object.data = json!({"spec": body["spec"]});
-    match api.create(&PostParams::default(), &object).await {
-        Ok(_) => anyhow::bail!("the Environment {body} was accepted"),
+    object
+}
+
+/// The message of the API server's refusal to create `object`.
+async fn refused(api: Api<DynamicObject>, object: &DynamicObject) -> anyhow::Result<String> {
+    match api.create(&PostParams::default(), object).await {
+        Ok(_) => anyhow::bail!("{object:?} was accepted"),
         Err(kube::Error::Api(status)) => {
             assert_eq!(status.code, 422, "{status:?}");
             Ok(status.message)
         }
         Err(error) => Err(error.into()),
     }
+}
+
+/// The message of the refusal of a PostgreSQL resource with `spec` in the default namespace.
+async fn postgresql_rejection(spec: serde_json::Value) -> anyhow::Result<String> {
+    let client = cluster().await.client().await?;
+    jf_testkit::install_crds(&client).await?;
+    let resource = ApiResource::erase::<jf_api::PostgreSQL>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &resource);
+    let mut object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "jango-fett.dev/v1alpha1",
+        "kind": "PostgreSQL",
+    }))?;
+    refused(
+        api,
+        object_with(
+            &mut object,
+            &json!({"name": unique_name("pg"), "spec": spec}),
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn sql_in_an_extension_name() -> anyhow::Result<()> {
+    let message =
+        postgresql_rejection(json!({"extensions": ["uuid\"; DROP DATABASE x; --"]})).await?;
+    assert!(
+        message.contains("spec.extensions[0]") && message.contains("should match"),
+        "{message}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn sql_in_a_template_name() -> anyhow::Result<()> {
+    let message = postgresql_rejection(json!({"template": "x' OR '1'='1"})).await?;
+    assert!(
+        message.contains("spec.template") && message.contains("should match"),
+        "{message}"
+    );
+    let message = postgresql_rejection(json!({"extensions": ["uuid", "uuid"]})).await?;
+    assert!(
+        message.contains("spec.extensions[1]") && message.contains("Duplicate"),
+        "{message}"
+    );
+    let message = postgresql_rejection(json!({"deletionPolicy": "Shred"})).await?;
+    assert!(
+        message.contains("spec.deletionPolicy") && message.contains("Unsupported value"),
+        "{message}"
+    );
+    Ok(())
 }
 
 #[tokio::test]

@@ -21,6 +21,28 @@ use serde_json::Value;
 /// removal of fields no longer desired.
 pub const APPLIED_HASH_ANNOTATION: &str = "jango-fett.dev/applied-hash";
 
+/// An error and its causes on one line, for a condition message or a log. An API error shows
+/// only the server's message, not its whole status object.
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    fn one(error: &(dyn std::error::Error + 'static)) -> String {
+        match error.downcast_ref::<kube::Error>() {
+            Some(kube::Error::Api(status)) => status.message.clone(),
+            _ => error.to_string(),
+        }
+    }
+    let mut text = one(error);
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = one(cause);
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// The label selector of every child the operator makes.
 pub fn managed_selector() -> String {
     format!("{}={}", jf_api::MANAGED_BY_LABEL, jf_api::MANAGED_BY)

@@ -116,6 +116,54 @@ pub fn create_extension(extension: &str) -> Result<Batch, InvalidText> {
     )))
 }
 
+/// Run in a database cloned from a template: gives `role` every schema, relation, routine
+/// and type that came with the template (objects of extensions excepted), so the
+/// application can migrate them. Objects it already owns are left alone.
+pub fn adopt_template_objects(role: &str) -> Result<Batch, InvalidText> {
+    let owner = literal(role)?;
+    Ok(Batch::single(format!(
+        r#"DO $adopt$
+DECLARE
+  owner text := {owner};
+  item record;
+BEGIN
+  FOR item IN
+    SELECT format('ALTER SCHEMA %I OWNER TO %I', n.nspname, owner) AS statement
+    FROM pg_namespace n
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
+      AND pg_get_userbyid(n.nspowner) NOT IN (owner, 'pg_database_owner')
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')
+    UNION ALL
+    SELECT format('ALTER %s %I.%I OWNER TO %I',
+             CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                            WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,
+             n.nspname, c.relname, owner)
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
+      AND pg_get_userbyid(c.relowner) <> owner
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i', 'e'))
+    UNION ALL
+    SELECT format('ALTER ROUTINE %I.%I(%s) OWNER TO %I', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), owner)
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
+      AND pg_get_userbyid(p.proowner) <> owner
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+    UNION ALL
+    SELECT format('ALTER TYPE %I.%I OWNER TO %I', n.nspname, t.typname, owner)
+    FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+    WHERE t.typtype IN ('e', 'd', 'r', 'm') AND t.typrelid = 0
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
+      AND pg_get_userbyid(t.typowner) <> owner
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
+  LOOP
+    EXECUTE item.statement;
+  END LOOP;
+END
+$adopt$"#
+    )))
+}
+
 /// Stops the role from logging in again, before its database is dropped.
 pub fn block_logins(role: &str) -> Result<Batch, InvalidText> {
     Ok(Batch::single(format!(
@@ -231,6 +279,17 @@ mod tests {
             create_extension("uuid-ossp").expect("valid").statements,
             ["CREATE EXTENSION IF NOT EXISTS \"uuid-ossp\""]
         );
+    }
+
+    #[test]
+    fn template_objects_are_adopted_by_a_quoted_role() {
+        let batch = adopt_template_objects("jf_o'brien").expect("valid");
+        let statement = &batch.statements[0];
+        assert!(
+            statement.contains("owner text := 'jf_o''brien';"),
+            "{statement}"
+        );
+        assert!(statement.starts_with("DO $adopt$") && statement.ends_with("$adopt$"));
     }
 
     #[test]

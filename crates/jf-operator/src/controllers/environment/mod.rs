@@ -39,7 +39,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, watch};
 use tracing::{debug, info, instrument, warn};
 
-use super::{apply, cache, managed_selector};
+use super::{apply, cache, describe, managed_selector};
 use crate::settings::EnvironmentSettings;
 use crate::telemetry::Metrics;
 
@@ -158,18 +158,6 @@ impl Error {
     }
 }
 
-/// The error and its causes on one line, for a condition message or a log.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// Runs the controller until `shutdown` completes.
 pub async fn run(
     client: Client,
@@ -250,7 +238,7 @@ pub async fn run(
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
-                warn!(error = %chain(&error), "environment controller");
+                warn!(error = %describe(&error), "environment controller");
             }
         })
         .await;
@@ -294,7 +282,7 @@ async fn reconcile(environment: Arc<Environment>, context: Arc<Context>) -> Resu
                         READY,
                         false,
                         error.reason(),
-                        chain(error),
+                        describe(error),
                         environment.meta().generation,
                     ),
                 );
@@ -325,7 +313,7 @@ fn error_policy(environment: Arc<Environment>, error: &Error, context: Arc<Conte
     let backoff = Duration::from_millis(250)
         .saturating_mul(1 << failures.min(10))
         .min(Duration::from_secs(300));
-    warn!(environment = %environment.name_any(), error = %chain(error), ?backoff, "reconcile failed");
+    warn!(environment = %environment.name_any(), error = %describe(error), ?backoff, "reconcile failed");
     Action::requeue(backoff)
 }
 

@@ -37,7 +37,7 @@ use tracing::{debug, instrument, warn};
 
 use self::plan::{Names, Refusal, Step};
 use self::secret::Endpoint;
-use super::{apply, cache, managed_selector};
+use super::{apply, cache, describe, managed_selector};
 use crate::postgres::{self, Server, scram, sql};
 use crate::settings::PostgresSettings;
 use crate::telemetry::Metrics;
@@ -115,20 +115,6 @@ impl Error {
     }
 }
 
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// Runs the controller until `shutdown` completes.
 pub async fn run<S: Server>(
     client: Client,
@@ -179,7 +165,7 @@ pub async fn run<S: Server>(
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
-                warn!(error = %chain(&error), "postgresql controller");
+                warn!(error = %describe(&error), "postgresql controller");
             }
         })
         .await;
@@ -213,9 +199,9 @@ async fn reconcile<S: Server>(
                 let mut status = base_status(&resource);
                 let message = match error {
                     Error::Server(server) if server.is_unavailable() => {
-                        format!("{}; retrying", chain(error))
+                        format!("{}; retrying", describe(error))
                     }
-                    _ => chain(error),
+                    _ => describe(error),
                 };
                 conditions::set(
                     &mut status.conditions,
@@ -261,7 +247,7 @@ fn error_policy<S: Server>(
     let backoff = Duration::from_millis(250)
         .saturating_mul(1 << failures.min(8))
         .min(Duration::from_secs(60));
-    warn!(postgresql = %resource.name_any(), error = %chain(error), ?backoff, "reconcile failed");
+    warn!(postgresql = %resource.name_any(), error = %describe(error), ?backoff, "reconcile failed");
     Action::requeue(backoff)
 }
 
@@ -383,6 +369,19 @@ async fn reconcile_resource<S: Server>(
         };
         server.execute(None, &batch).await?;
     }
+    // What a template brought belongs to the template's owner: hand it to the role, after a
+    // clone and, in case a crash came between, on the slow timer.
+    if let Some(template) = template
+        && (created || full_check)
+    {
+        server
+            .execute(
+                Some(&names.database),
+                &sql::adopt_template_objects(names.role())?,
+            )
+            .await?;
+        debug!(template, "template objects adopted");
+    }
     if full_check && !steps.contains(&Step::CreateRole) && !steps.contains(&Step::SetPassword) {
         // The role's password may have been changed outside Jango Fett.
         if let Some(stored) = server.password(names.role()).await?
@@ -425,7 +424,7 @@ async fn reconcile_resource<S: Server>(
                 }
                 let message = format!(
                     "the extension {extension:?} could not be created: {}",
-                    chain(&error)
+                    describe(&error)
                 );
                 return conclude_refused(
                     resource,
