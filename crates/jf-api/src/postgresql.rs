@@ -46,6 +46,12 @@ pub struct PostgreSQLSpec {
     #[schemars(regex(pattern = r"^[a-z][a-z0-9_-]{0,62}$"), length(max = 63))]
     pub template: Option<String>,
 
+    /// Set to a new value (`jf db reset` uses the time) to drop the database and create it
+    /// again, empty or from its template. `status.reset` has the value once it is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub reset: Option<String>,
+
     /// What happens to the database and its role when this resource is deleted: `Delete`
     /// (the default) drops them, `Retain` keeps them.
     #[serde(default)]
@@ -82,8 +88,7 @@ pub struct PostgreSQLStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extensions: Vec<String>,
 
-    /// The last reset (`jf db reset`) that was carried out: the value of the
-    /// `jango-fett.dev/reset` annotation it answered.
+    /// The last reset that was carried out: the value of `spec.reset` it answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reset: Option<String>,
 

@@ -18,6 +18,26 @@ pub fn environment_name(name: &str) -> Result<String, String> {
     }
 }
 
+/// The longest PostgreSQL resource name: its Secret's name, `<name>-postgresql`, must fit in 63.
+const POSTGRESQL_NAME_MAX: usize = 53;
+
+/// The name of a PostgreSQL resource: a DNS subdomain of at most 53 characters, as the API
+/// server accepts it.
+pub fn postgresql_name(name: &str) -> Result<String, String> {
+    if name.len() <= POSTGRESQL_NAME_MAX
+        && name
+            .split('.')
+            .all(|label| is_dns_label(label, POSTGRESQL_NAME_MAX))
+    {
+        Ok(name.to_owned())
+    } else {
+        Err(format!(
+            "a database name must have at most {POSTGRESQL_NAME_MAX} characters: lowercase \
+             letters, digits, '-' and '.', starting and ending with a letter or digit"
+        ))
+    }
+}
+
 /// A configuration key: letters, digits, `-`, `_` and `.`, not starting with `JF_`.
 pub fn config_key(key: &str) -> Result<String, String> {
     if is_config_key(key) {
@@ -75,6 +95,26 @@ mod tests {
                 error.contains("DNS label of at most 40 characters"),
                 "{error}"
             );
+        }
+    }
+
+    #[test]
+    fn postgresql_names() {
+        for good in ["api", "logistics-api", "a.b", &"a".repeat(53)] {
+            assert_eq!(postgresql_name(good), Ok(good.to_owned()));
+        }
+        for bad in [
+            "Api",
+            "api_1",
+            "-api",
+            "api-",
+            "a..b",
+            ".a",
+            "",
+            &"a".repeat(54),
+        ] {
+            let error = postgresql_name(bad).expect_err(bad);
+            assert!(error.contains("at most 53 characters"), "{error}");
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod api_error;
 pub mod arguments;
 pub mod connection;
+pub mod databases;
 pub mod duration;
 pub mod environments;
 pub mod output;
@@ -14,6 +15,8 @@ pub fn hint(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut next = Some(error);
     while let Some(error) = next {
         let hint = if let Some(error) = error.downcast_ref::<environments::Error>() {
+            error.hint()
+        } else if let Some(error) = error.downcast_ref::<databases::Error>() {
             error.hint()
         } else if let Some(error) = error.downcast_ref::<wait::Error>() {
             error.hint()

@@ -36,6 +36,7 @@ enum Command {
     ///
     /// Example: jf wake fix-bug
     Wake(cmds::sleep::Args),
+    Db(cmds::db::Args),
     Completion(cmds::completion::Args),
 }
 
@@ -73,6 +74,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Extend(args) => cmds::extend::run(&client, args).await,
         Command::Sleep(args) => cmds::sleep::run(&client, args, true).await,
         Command::Wake(args) => cmds::sleep::run(&client, args, false).await,
+        Command::Db(args) => cmds::db::run(&client, args).await,
         Command::Completion(_) => Ok(()),
     }
 }
@@ -195,6 +197,48 @@ mod tests {
             };
             assert_eq!(args.output.output, jf_cli::output::Format::Yaml);
         }
+    }
+
+    #[test]
+    fn parses_db_commands() {
+        let cli = parse(&["db", "url", "fix-bug", "api"]).expect("parses");
+        let Command::Db(cmds::db::Args {
+            command: cmds::db::Command::Url(args),
+        }) = cli.command
+        else {
+            panic!("not db url: {cli:?}");
+        };
+        assert_eq!(
+            (args.environment.as_str(), args.name.as_str()),
+            ("fix-bug", "api")
+        );
+
+        let cli = parse(&["db", "reset", "fix-bug", "api", "--timeout", "30s"]).expect("parses");
+        let Command::Db(cmds::db::Args {
+            command: cmds::db::Command::Reset(args),
+        }) = cli.command
+        else {
+            panic!("not db reset: {cli:?}");
+        };
+        assert_eq!(args.database.name, "api");
+        assert_eq!(args.wait.timeout.as_secs(), 30);
+        assert!(!args.wait.no_wait);
+
+        for list in ["list", "ls"] {
+            let cli = parse(&["db", list, "fix-bug", "-o", "json"]).expect("parses");
+            let Command::Db(cmds::db::Args {
+                command: cmds::db::Command::List(args),
+            }) = cli.command
+            else {
+                panic!("not db list: {cli:?}");
+            };
+            assert_eq!(args.output.output, jf_cli::output::Format::Json);
+        }
+
+        assert!(refused(&["db", "url", "fix-bug", "Api"]).contains("at most 53 characters"));
+        assert!(refused(&["db", "url", "Fix", "api"]).contains("DNS label"));
+        assert!(refused(&["db", "url", "fix-bug"]).contains("NAME"));
+        assert!(refused(&["db", "reset", "fix-bug", "api", "--timeout", "soon"]).contains("72h"));
     }
 
     #[test]

@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use jf_api::Environment;
 use jf_api::conditions::{self, READY};
+use jf_api::{Environment, PostgreSQL};
 use k8s_openapi::jiff::Timestamp;
-use kube::ResourceExt as _;
+use kube::{Resource, ResourceExt as _};
 use serde::Serialize;
 
+use crate::databases::Listing;
 use crate::duration;
 
 /// The `-o` flag of read commands.
@@ -52,11 +53,11 @@ pub fn serialize<T: Serialize>(format: Format, value: &T) -> Result<String, Erro
     Ok(text)
 }
 
-/// An Environment as it is printed: without `managedFields`, which only the API server reads.
-pub fn printable(environment: &Environment) -> Environment {
-    let mut environment = environment.clone();
-    environment.metadata.managed_fields = None;
-    environment
+/// An object as it is printed: without `managedFields`, which only the API server reads.
+pub fn printable<K: Resource + Clone>(object: &K) -> K {
+    let mut object = object.clone();
+    object.meta_mut().managed_fields = None;
+    object
 }
 
 /// Columns aligned with at least three spaces between them, like kubectl's.
@@ -213,6 +214,86 @@ pub fn describe(environment: &Environment, now: Timestamp) -> String {
     text
 }
 
+/// The table of `jf db list`: NAME, DATABASE, READY, REASON, SECRET, AGE.
+pub fn databases_table(databases: &[PostgreSQL], now: Timestamp) -> String {
+    let rows: Vec<Vec<String>> = databases
+        .iter()
+        .map(|database| {
+            let status = database.status.clone().unwrap_or_default();
+            let ready = conditions::find(&status.conditions, READY);
+            vec![
+                database.name_any(),
+                or_dash(status.database),
+                or_dash(ready.map(|condition| &condition.status)),
+                or_dash(ready.map(|condition| &condition.reason)),
+                or_dash(status.secret_name),
+                or_dash(
+                    database
+                        .creation_timestamp()
+                        .map(|at| duration::age(at.0, now)),
+                ),
+            ]
+        })
+        .collect();
+    table(
+        &["NAME", "DATABASE", "READY", "REASON", "SECRET", "AGE"],
+        &rows,
+    )
+}
+
+/// The `Databases:` section of `jf status`: each database, whether it is ready (and if not,
+/// why) and where its credentials are.
+pub fn databases_section(listing: &Listing) -> String {
+    let databases = match listing {
+        Listing::NotAllowed => return "Databases:\n  (not allowed to list)\n".to_owned(),
+        Listing::Listed(databases) if databases.is_empty() => {
+            return "Databases:\n  none\n".to_owned();
+        }
+        Listing::Listed(databases) => databases,
+    };
+    let mut with_message = false;
+    let mut rows: Vec<Vec<String>> = databases
+        .iter()
+        .map(|database| {
+            let status = database.status.clone().unwrap_or_default();
+            let ready = conditions::find(&status.conditions, READY);
+            let (ready, message) = match ready {
+                None => ("-".to_owned(), String::new()),
+                Some(condition) if condition.status == "True" => {
+                    (condition.status.clone(), String::new())
+                }
+                Some(condition) => {
+                    with_message = true;
+                    (
+                        format!("{} ({})", condition.status, condition.reason),
+                        condition.message.clone(),
+                    )
+                }
+            };
+            vec![
+                database.name_any(),
+                ready,
+                or_dash(status.database),
+                or_dash(status.secret_name),
+                message,
+            ]
+        })
+        .collect();
+    let mut headers = vec!["NAME", "READY", "DATABASE", "SECRET"];
+    if with_message {
+        headers.push("MESSAGE");
+    } else {
+        for row in &mut rows {
+            row.pop();
+        }
+    }
+    let mut text = "Databases:\n".to_owned();
+    for line in table(&headers, &rows).lines() {
+        let _ = writeln!(text, "  {line}");
+    }
+    text
+}
+
 /// The configuration as `KEY=VALUE` lines, sorted by key.
 pub fn config_lines(config: &BTreeMap<String, String>) -> String {
     config
@@ -224,7 +305,9 @@ pub fn config_lines(config: &BTreeMap<String, String>) -> String {
 #[cfg(test)]
 mod tests {
     use jf_api::conditions::condition;
-    use jf_api::{EnvironmentPhase, EnvironmentSpec, EnvironmentStatus};
+    use jf_api::{
+        EnvironmentPhase, EnvironmentSpec, EnvironmentStatus, PostgreSQLSpec, PostgreSQLStatus,
+    };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
     use k8s_openapi::jiff::SignedDuration;
     use serde_json::json;
@@ -329,6 +412,76 @@ mod tests {
             "{yaml}"
         );
         assert!(yaml.ends_with('\n'));
+    }
+
+    fn database(name: &str, ready: Option<(bool, &str, &str)>) -> PostgreSQL {
+        let mut database = PostgreSQL::new(name, PostgreSQLSpec::default());
+        database.metadata.creation_timestamp = Some(Time(now() - SignedDuration::from_secs(90)));
+        database.status = Some(PostgreSQLStatus {
+            database: Some(format!("jf_jf_fix_bug_{name}_0123456789")),
+            secret_name: Some(format!("{name}-postgresql")),
+            conditions: ready
+                .map(|(ready, reason, message)| condition(READY, ready, reason, message, Some(1)))
+                .into_iter()
+                .collect(),
+            ..PostgreSQLStatus::default()
+        });
+        database
+    }
+
+    #[test]
+    fn lists_databases() {
+        let databases = [
+            database("api", Some((true, "Ready", "database is ready"))),
+            database("geo", Some((false, "ExtensionNotAllowed", "no postgis"))),
+            PostgreSQL::new("new", PostgreSQLSpec::default()),
+        ];
+        assert_eq!(
+            databases_table(&databases, now()),
+            "NAME   DATABASE                       READY   REASON                SECRET           AGE\n\
+             api    jf_jf_fix_bug_api_0123456789   True    Ready                 api-postgresql   90s\n\
+             geo    jf_jf_fix_bug_geo_0123456789   False   ExtensionNotAllowed   geo-postgresql   90s\n\
+             new    -                              -       -                     -                -\n"
+        );
+    }
+
+    #[test]
+    fn the_status_section_says_why_a_database_is_not_ready() {
+        let ready = database("api", Some((true, "Ready", "database is ready")));
+        assert_eq!(
+            databases_section(&Listing::Listed(vec![ready.clone()])),
+            "Databases:\n  \
+               NAME   READY   DATABASE                       SECRET\n  \
+               api    True    jf_jf_fix_bug_api_0123456789   api-postgresql\n"
+        );
+        let refused = database(
+            "geo",
+            Some((
+                false,
+                "ExtensionNotAllowed",
+                "the extension \"postgis\" is not allowed",
+            )),
+        );
+        assert_eq!(
+            databases_section(&Listing::Listed(vec![
+                ready,
+                refused,
+                database("new", None)
+            ])),
+            "Databases:\n  \
+               NAME   READY                         DATABASE                       SECRET           MESSAGE\n  \
+               api    True                          jf_jf_fix_bug_api_0123456789   api-postgresql\n  \
+               geo    False (ExtensionNotAllowed)   jf_jf_fix_bug_geo_0123456789   geo-postgresql   the extension \"postgis\" is not allowed\n  \
+               new    -                             jf_jf_fix_bug_new_0123456789   new-postgresql\n"
+        );
+        assert_eq!(
+            databases_section(&Listing::Listed(Vec::new())),
+            "Databases:\n  none\n"
+        );
+        assert_eq!(
+            databases_section(&Listing::NotAllowed),
+            "Databases:\n  (not allowed to list)\n"
+        );
     }
 
     #[test]

@@ -259,16 +259,10 @@ async fn watch(
         let environment = match event {
             Ok(environment) => environment,
             Err(error) => {
-                let source = match error {
-                    watcher::Error::InitialListFailed(error)
-                    | watcher::Error::WatchStartFailed(error)
-                    | watcher::Error::WatchFailed(error) => ApiError(error),
-                    watcher::Error::WatchError(status) => ApiError(kube::Error::Api(status)),
-                    watcher::Error::NoResourceVersion => {
-                        return Err(Error::NoResourceVersion {
-                            name: name.to_owned(),
-                        });
-                    }
+                let Some(source) = api_error(error) else {
+                    return Err(Error::NoResourceVersion {
+                        name: name.to_owned(),
+                    });
                 };
                 if source.is_permanent() {
                     return Err(Error::Watch {
@@ -305,6 +299,17 @@ async fn watch(
     Err(Error::WatchEnded {
         name: name.to_owned(),
     })
+}
+
+/// The API error a watcher's error carries; none when the API server sent no resource version.
+pub(crate) fn api_error(error: watcher::Error) -> Option<ApiError> {
+    match error {
+        watcher::Error::InitialListFailed(error)
+        | watcher::Error::WatchStartFailed(error)
+        | watcher::Error::WatchFailed(error) => Some(ApiError(error)),
+        watcher::Error::WatchError(status) => Some(ApiError(kube::Error::Api(status))),
+        watcher::Error::NoResourceVersion => None,
+    }
 }
 
 /// A spinner on stderr while waiting, only when stderr is a terminal. It disappears when dropped.

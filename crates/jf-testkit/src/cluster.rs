@@ -141,9 +141,14 @@ impl LocalCluster {
     }
 
     /// The names of recorded processes that are no longer running.
+    /// A program started again (PostgreSQL, by a test) counts by its latest start.
     pub fn stopped_processes(&self) -> Result<Vec<String>, Error> {
-        Ok(process::recorded(&self.dir)?
-            .into_iter()
+        let mut latest = std::collections::BTreeMap::new();
+        for recorded in process::recorded(&self.dir)? {
+            latest.insert(recorded.name.clone(), recorded);
+        }
+        Ok(latest
+            .into_values()
             .filter(|recorded| !process::is_ours(recorded.pid, &self.dir))
             .map(|recorded| recorded.name)
             .collect())

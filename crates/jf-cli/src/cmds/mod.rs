@@ -3,6 +3,7 @@
 pub mod completion;
 pub mod config;
 pub mod create;
+pub mod db;
 pub mod delete;
 pub mod extend;
 pub mod get;

@@ -1,11 +1,11 @@
 //! `jf status ENV`: what an environment is and how it is doing.
 
 use jf_cli::output::{self, Format, OutputArgs};
-use jf_cli::{arguments, environments};
+use jf_cli::{arguments, databases, environments};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 
-/// Show an environment: its namespace, URL, users, expiry and conditions.
+/// Show an environment: its namespace, URL, users, expiry, conditions and databases.
 ///
 /// Example: jf status fix-bug
 #[derive(Debug, clap::Args)]
@@ -21,7 +21,14 @@ pub struct Args {
 pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
     let environment = environments::get(client, &args.name).await?;
     match args.output.output {
-        Format::Table => print!("{}", output::describe(&environment, Timestamp::now())),
+        Format::Table => {
+            let databases = databases::listing(client, &environment).await?;
+            print!(
+                "{}{}",
+                output::describe(&environment, Timestamp::now()),
+                output::databases_section(&databases)
+            );
+        }
         format => print!(
             "{}",
             output::serialize(format, &output::printable(&environment))?

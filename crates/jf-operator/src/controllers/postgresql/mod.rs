@@ -48,9 +48,6 @@ pub const FIELD_MANAGER: &str = "jango-fett-postgresql";
 /// Keeps a PostgreSQL resource until its database and role are dropped.
 pub const FINALIZER: &str = "jango-fett.dev/postgresql";
 
-/// The annotation `jf db reset` sets: a new value asks for the database to be made again.
-pub const RESET_ANNOTATION: &str = "jango-fett.dev/reset";
-
 const KIND: &str = "PostgreSQL";
 
 /// What every reconciliation shares.
@@ -331,7 +328,7 @@ async fn reconcile_resource<S: Server>(
         .unwrap_or(true);
 
     // A reset drops the database first; the plan then makes it again.
-    let reset = resource.annotations().get(RESET_ANNOTATION).cloned();
+    let reset = resource.spec.reset.clone();
     let resetting = reset.is_some() && reset != status.reset;
     if resetting
         && observed
