@@ -571,3 +571,26 @@ async fn the_password_is_in_no_log_event_or_status() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn retain_keeps_the_database_and_its_role() -> anyhow::Result<()> {
+    let client = admin().await;
+    let namespace = namespace(&client).await?;
+    let mut kept = resource("kept", &[], None);
+    kept.spec.deletion_policy = jf_api::DeletionPolicy::Retain;
+    create(&client, &namespace, kept).await?;
+    ready(&client, &namespace, "kept").await;
+    let api: Api<PostgreSQL> = Api::namespaced(client.clone(), &namespace);
+    api.delete("kept", &DeleteParams::default()).await?;
+    gone("the retained PostgreSQL resource", || api.get("kept")).await;
+    let database = database_name(&namespace, "kept");
+    assert_eq!(on_server(&database).await?, (true, true));
+    let admin = admin_sql().await?;
+    admin
+        .batch_execute(&format!("DROP DATABASE {database}"))
+        .await?;
+    admin
+        .batch_execute(&format!("DROP ROLE {database}"))
+        .await?;
+    Ok(())
+}
