@@ -31,6 +31,25 @@ const INFO_FILE: &str = "cluster.json";
 /// How long any one component may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// kwok stages for pods whose images come from `image-pull-fails.invalid/…` (they wait in
+/// ImagePullBackOff) or `crash-loops.invalid/…` (CrashLoopBackOff).
+const FAILURE_STAGES: [(&str, &str); 2] = [
+    (
+        "stage-image-pull-fails.yaml",
+        include_str!("../stages/pod-image-pull-fails.yaml"),
+    ),
+    (
+        "stage-crash-loops.yaml",
+        include_str!("../stages/pod-crash-loops.yaml"),
+    ),
+];
+
+/// An image that kwok's pods never pull: they wait in `ImagePullBackOff`.
+pub const IMAGE_THAT_FAILS_TO_PULL: &str = "image-pull-fails.invalid/app:1";
+
+/// An image whose containers exit at once, over and over: `CrashLoopBackOff`.
+pub const IMAGE_THAT_CRASH_LOOPS: &str = "crash-loops.invalid/app:1";
+
 /// The fake nodes kwok runs.
 pub const NODE_NAMES: [&str; 3] = ["kwok-node-0", "kwok-node-1", "kwok-node-2"];
 
@@ -498,6 +517,13 @@ async fn control_plane(
         "pod/fast/pod-delete.yaml",
     ] {
         kwok.arg("--config").arg(stages.join(stage));
+    }
+    // Stages of our own: images that fail to pull or crash-loop, to test the diagnosis.
+    for (name, stage) in FAILURE_STAGES {
+        let path = dir.join(name);
+        fs::write(&path, stage)
+            .map_err(|source| Error::io(format!("failed to write {name}"), source))?;
+        kwok.arg("--config").arg(path);
     }
     let mut kwok = process::spawn(dir, "kwok", Signal::SIGTERM, kwok)?;
 

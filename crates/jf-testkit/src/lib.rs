@@ -30,7 +30,10 @@ use std::time::{Duration, Instant};
 use rand::Rng as _;
 use tokio::sync::OnceCell;
 
-pub use cluster::{ClusterInfo, Lifetime, LocalCluster, NODE_NAMES};
+pub use cluster::{
+    ClusterInfo, IMAGE_THAT_CRASH_LOOPS, IMAGE_THAT_FAILS_TO_PULL, Lifetime, LocalCluster,
+    NODE_NAMES,
+};
 pub use operator::{OperatorProcess, install_crds, operator};
 
 /// The environment variable naming a running cluster's directory for tests to reuse.

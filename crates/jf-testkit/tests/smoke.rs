@@ -270,3 +270,49 @@ async fn a_second_cluster_runs_beside_the_first_and_stops_cleanly() -> anyhow::R
     first.client().await?.apiserver_version().await?;
     Ok(())
 }
+
+/// kwok's stages of our own make chosen images fail the way a kubelet reports it.
+#[tokio::test]
+async fn chosen_images_fail_to_pull_or_crash_loop() -> anyhow::Result<()> {
+    let client = cluster().await.client().await?;
+    let namespace = create_namespace(&client, "smoke-fail").await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    for (name, image) in [
+        ("pull", jf_testkit::IMAGE_THAT_FAILS_TO_PULL),
+        ("crash", jf_testkit::IMAGE_THAT_CRASH_LOOPS),
+    ] {
+        let mut deployment = deployment(name, 1)?;
+        if let Some(pod) = deployment
+            .spec
+            .as_mut()
+            .and_then(|spec| spec.template.spec.as_mut())
+        {
+            pod.containers[0].image = Some(image.to_owned());
+        }
+        deployments
+            .create(&PostParams::default(), &deployment)
+            .await?;
+    }
+    let pods: Api<Pod> = Api::namespaced(client, &namespace);
+    for (app, reason) in [("pull", "ImagePullBackOff"), ("crash", "CrashLoopBackOff")] {
+        eventually(&format!("the {app} pod to wait in {reason}"), || async {
+            let list = pods
+                .list(&ListParams::default().labels(&format!("app={app}")))
+                .await?;
+            let waiting: Vec<String> = list
+                .items
+                .iter()
+                .flat_map(|pod| {
+                    pod.status
+                        .iter()
+                        .flat_map(|status| status.container_statuses.iter().flatten())
+                })
+                .filter_map(|status| status.state.as_ref()?.waiting.as_ref()?.reason.clone())
+                .collect();
+            ensure!(waiting == [reason], "waiting: {waiting:?}");
+            Ok(())
+        })
+        .await;
+    }
+    Ok(())
+}
