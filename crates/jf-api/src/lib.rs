@@ -1,6 +1,8 @@
 //! The Jango Fett API: custom resource types, condition helpers and naming rules, shared by
 //! the operator and the CLI. Nothing here performs I/O.
 
+pub mod app;
+pub mod blueprint;
 pub mod conditions;
 pub mod environment;
 pub mod naming;
@@ -9,6 +11,8 @@ pub mod postgresql;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt as _;
 
+pub use app::{App, AppObject, AppSpec, AppStatus};
+pub use blueprint::{Blueprint, BlueprintPostgreSQL, BlueprintRedis, BlueprintSpec, Expose};
 pub use environment::{
     Environment, EnvironmentPhase, EnvironmentQuota, EnvironmentSpec, EnvironmentStatus,
 };
@@ -26,5 +30,10 @@ pub const MANAGED_BY: &str = "jango-fett";
 
 /// Every custom resource definition of the API, in the order they are installed.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Environment::crd(), PostgreSQL::crd()]
+    vec![
+        Environment::crd(),
+        PostgreSQL::crd(),
+        Blueprint::crd(),
+        App::crd(),
+    ]
 }
