@@ -44,10 +44,10 @@ pub const ALLOWED_KINDS: [&str; 8] = [
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    validation = Rule::new("!has(self.spec.expose) || self.spec.resources.exists(r, r.kind == 'Service' && r.metadata.name == self.spec.expose.service)").message("spec.expose.service must name a Service among spec.resources").reason(Reason::FieldValueInvalid),
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!has(self.expose) || self.resources.exists(r, r.kind == 'Service' && r.metadata.name == self.expose.service)").message("spec.expose.service must name a Service among spec.resources").reason(Reason::FieldValueInvalid))]
 pub struct BlueprintSpec {
     /// What the service is, shown by `jf blueprints`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,12 +101,12 @@ pub struct BlueprintPostgreSQL {
 pub struct BlueprintRedis {
     /// The Redis image tag; the Redis resource's default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127}$"))]
+    #[schemars(regex(pattern = crate::redis::VERSION_PATTERN))]
     pub version: Option<String>,
 
     /// The memory limit, as Redis writes it (`64mb`); the Redis resource's default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]+([kKmMgG][bB]?|[bB])?$"))]
+    #[schemars(regex(pattern = crate::redis::MAX_MEMORY_PATTERN))]
     pub max_memory: Option<String>,
 }
 

@@ -7,6 +7,7 @@ pub mod conditions;
 pub mod environment;
 pub mod naming;
 pub mod postgresql;
+pub mod redis;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt as _;
@@ -17,6 +18,7 @@ pub use environment::{
     Environment, EnvironmentPhase, EnvironmentQuota, EnvironmentSpec, EnvironmentStatus,
 };
 pub use postgresql::{DeletionPolicy, PostgreSQL, PostgreSQLSpec, PostgreSQLStatus};
+pub use redis::{Redis, RedisPersistence, RedisSpec, RedisStatus};
 
 /// The API group of every Jango Fett kind.
 pub const GROUP: &str = "jango-fett.dev";
@@ -33,6 +35,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
         Environment::crd(),
         PostgreSQL::crd(),
+        Redis::crd(),
         Blueprint::crd(),
         App::crd(),
     ]

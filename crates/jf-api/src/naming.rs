@@ -76,6 +76,25 @@ pub fn postgresql_secret(name: &str) -> String {
     format!("{name}-postgresql")
 }
 
+/// The port Redis listens on, in its pod and on its Service.
+pub const REDIS_PORT: u16 = 6379;
+
+/// The Secret with a Redis resource's credentials, which is also the name of its StatefulSet
+/// and its Service: `<name>-redis`.
+pub fn redis(name: &str) -> String {
+    format!("{name}-redis")
+}
+
+/// The Secret holding a Redis resource's configuration file.
+pub fn redis_config(name: &str) -> String {
+    format!("{name}-redis-config")
+}
+
+/// Where applications in the cluster reach the Redis resource `name` of `namespace`.
+pub fn redis_host(namespace: &str, name: &str) -> String {
+    format!("{}.{namespace}.svc", redis(name))
+}
+
 /// 64-bit FNV-1a: stable across builds, platforms and versions, unlike `DefaultHasher`.
 pub fn stable_hash(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
@@ -158,6 +177,12 @@ mod tests {
         assert_eq!(
             environment_host("fix-bug", "dev.example.com"),
             "fix-bug.dev.example.com"
+        );
+        assert_eq!(redis("cache"), "cache-redis");
+        assert_eq!(redis_config("cache"), "cache-redis-config");
+        assert_eq!(
+            redis_host("jf-fix-bug", "cache"),
+            "cache-redis.jf-fix-bug.svc"
         );
     }
 }

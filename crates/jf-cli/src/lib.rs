@@ -8,6 +8,7 @@ pub mod databases;
 pub mod duration;
 pub mod environments;
 pub mod output;
+pub mod redis;
 pub mod wait;
 
 /// What the user can do about `error`: the hint of the first error in its chain that has one.
@@ -17,6 +18,8 @@ pub fn hint(error: &(dyn std::error::Error + 'static)) -> Option<String> {
         let hint = if let Some(error) = error.downcast_ref::<environments::Error>() {
             error.hint()
         } else if let Some(error) = error.downcast_ref::<databases::Error>() {
+            error.hint()
+        } else if let Some(error) = error.downcast_ref::<redis::Error>() {
             error.hint()
         } else if let Some(error) = error.downcast_ref::<wait::Error>() {
             error.hint()

@@ -10,7 +10,7 @@ use kube::{Resource, ResourceExt as _};
 use serde::Serialize;
 
 use crate::databases::Listing;
-use crate::duration;
+use crate::{duration, redis};
 
 /// The `-o` flag of read commands.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -294,6 +294,58 @@ pub fn databases_section(listing: &Listing) -> String {
     text
 }
 
+/// The `Redis:` section of `jf status`: each Redis server, whether it is ready (and if not,
+/// why), its version and the Secret with its password and URL.
+pub fn redis_section(listing: &redis::Listing) -> String {
+    let servers = match listing {
+        redis::Listing::NotAllowed => return "Redis:\n  (not allowed to list)\n".to_owned(),
+        redis::Listing::Listed(servers) if servers.is_empty() => {
+            return "Redis:\n  none\n".to_owned();
+        }
+        redis::Listing::Listed(servers) => servers,
+    };
+    let mut with_message = false;
+    let mut rows: Vec<Vec<String>> = servers
+        .iter()
+        .map(|server| {
+            let status = server.status.clone().unwrap_or_default();
+            let (ready, message) = match conditions::find(&status.conditions, READY) {
+                None => ("-".to_owned(), String::new()),
+                Some(condition) if condition.status == "True" => {
+                    (condition.status.clone(), String::new())
+                }
+                Some(condition) => {
+                    with_message = true;
+                    (
+                        format!("{} ({})", condition.status, condition.reason),
+                        condition.message.clone(),
+                    )
+                }
+            };
+            vec![
+                server.name_any(),
+                ready,
+                server.spec.version.clone(),
+                redis::secret_name(server),
+                message,
+            ]
+        })
+        .collect();
+    let mut headers = vec!["NAME", "READY", "VERSION", "SECRET"];
+    if with_message {
+        headers.push("MESSAGE");
+    } else {
+        for row in &mut rows {
+            row.pop();
+        }
+    }
+    let mut text = "Redis:\n".to_owned();
+    for line in table(&headers, &rows).lines() {
+        let _ = writeln!(text, "  {line}");
+    }
+    text
+}
+
 /// The configuration as `KEY=VALUE` lines, sorted by key.
 pub fn config_lines(config: &BTreeMap<String, String>) -> String {
     config
@@ -481,6 +533,58 @@ mod tests {
         assert_eq!(
             databases_section(&Listing::NotAllowed),
             "Databases:\n  (not allowed to list)\n"
+        );
+    }
+
+    fn server(name: &str, ready: Option<(bool, &str, &str)>) -> jf_api::Redis {
+        let mut server = jf_api::Redis::new(name, jf_api::RedisSpec::default());
+        server.status = Some(jf_api::RedisStatus {
+            secret_name: Some(format!("{name}-redis")),
+            conditions: ready
+                .map(|(ready, reason, message)| condition(READY, ready, reason, message, Some(1)))
+                .into_iter()
+                .collect(),
+            ..jf_api::RedisStatus::default()
+        });
+        server
+    }
+
+    #[test]
+    fn the_status_section_says_why_a_redis_is_not_ready() {
+        let ready = server("cache", Some((true, "Ready", "Redis is ready")));
+        assert_eq!(
+            redis_section(&redis::Listing::Listed(vec![ready.clone()])),
+            "Redis:\n  \
+               NAME    READY   VERSION   SECRET\n  \
+               cache   True    7.2       cache-redis\n"
+        );
+        let pulling = server(
+            "queue",
+            Some((
+                false,
+                "ImagePullBackOff",
+                "pod queue-redis-0 is waiting (ImagePullBackOff)",
+            )),
+        );
+        assert_eq!(
+            redis_section(&redis::Listing::Listed(vec![
+                ready,
+                pulling,
+                jf_api::Redis::new("new", jf_api::RedisSpec::default())
+            ])),
+            "Redis:\n  \
+               NAME    READY                      VERSION   SECRET        MESSAGE\n  \
+               cache   True                       7.2       cache-redis\n  \
+               queue   False (ImagePullBackOff)   7.2       queue-redis   pod queue-redis-0 is waiting (ImagePullBackOff)\n  \
+               new     -                          7.2       new-redis\n"
+        );
+        assert_eq!(
+            redis_section(&redis::Listing::Listed(Vec::new())),
+            "Redis:\n  none\n"
+        );
+        assert_eq!(
+            redis_section(&redis::Listing::NotAllowed),
+            "Redis:\n  (not allowed to list)\n"
         );
     }
 

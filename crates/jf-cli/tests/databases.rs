@@ -473,7 +473,7 @@ async fn a_user_uses_the_databases_of_their_environment() -> anyhow::Result<()> 
     })
     .await;
     ensure!(
-        summary.ends_with("Databases:\n  (not allowed to list)\n"),
+        summary.ends_with("Databases:\n  (not allowed to list)\nRedis:\n  (not allowed to list)\n"),
         "{summary}"
     );
     let stderr = jf_fails(&eve_kubeconfig, &["db", "url", &env, "api"]).await;

@@ -4,6 +4,7 @@
 pub mod controllers;
 pub mod http;
 pub mod postgres;
+pub mod quantity;
 pub mod settings;
 pub mod telemetry;
 
@@ -49,10 +50,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         wait_for(stopped.clone()),
     ));
     let databases = tokio::spawn(controllers::postgresql::run(
-        client,
+        client.clone(),
         settings.postgres.clone(),
         postgres,
         endpoint,
+        metrics.clone(),
+        tokio::sync::broadcast::channel(1).0,
+        wait_for(stopped.clone()),
+    ));
+    let redis = tokio::spawn(controllers::redis::run(
+        client,
+        settings.redis.clone(),
         metrics,
         tokio::sync::broadcast::channel(1).0,
         wait_for(stopped.clone()),
@@ -67,6 +75,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         finished = databases => finished
             .context("the PostgreSQL controller panicked")?
             .context("the PostgreSQL controller stopped"),
+        finished = redis => finished
+            .context("the Redis controller panicked")?
+            .context("the Redis controller stopped"),
     };
     tracing::info!("shutting down");
     health.ready.store(false, Ordering::Relaxed);

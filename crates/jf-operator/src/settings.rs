@@ -26,6 +26,9 @@ pub struct Settings {
 
     #[command(flatten)]
     pub postgres: PostgresSettings,
+
+    #[command(flatten)]
+    pub redis: RedisSettings,
 }
 
 /// How Environments are turned into namespaces.
@@ -38,6 +41,10 @@ pub struct EnvironmentSettings {
     /// Base domain of the environments' hosts: `<environment>.<domain>`.
     #[arg(long, env = "JF_BASE_DOMAIN", default_value = "dev.localhost")]
     pub base_domain: String,
+
+    /// IngressClass of the Ingresses that publish Apps; unset uses the cluster's default.
+    #[arg(long, env = "JF_INGRESS_CLASS")]
+    pub ingress_class: Option<String>,
 
     /// ClusterRoles an Environment may grant its users in its namespace, comma-separated;
     /// the first is the default. `cluster-admin` is refused.
@@ -117,6 +124,46 @@ pub struct PostgresSettings {
 impl Default for PostgresSettings {
     fn default() -> Self {
         Settings::parse_from(["jango-fett-operator"]).postgres
+    }
+}
+
+/// The image repository of Redis resources, unless configured otherwise.
+pub const DEFAULT_REDIS_IMAGE: &str = "docker.io/library/redis";
+
+/// How Redis resources are run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisSettings {
+    /// Image repository of Redis servers, without a tag: a Redis resource's `spec.version` is
+    /// the tag (`<image>:<version>`). Point it at a mirror where Docker Hub is out of reach.
+    #[arg(long = "redis-image", env = "JF_REDIS_IMAGE", default_value = DEFAULT_REDIS_IMAGE, value_parser = parse_image_repository)]
+    pub image: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Settings::parse_from(["jango-fett-operator"]).redis
+    }
+}
+
+/// An image repository: a reference without a tag or digest, which Redis resources add.
+fn parse_image_repository(image: &str) -> Result<String, String> {
+    let last = image.rsplit('/').next().unwrap_or_default();
+    let valid = !image.is_empty()
+        && !last.is_empty()
+        && !last.contains(':')
+        && !image.contains('@')
+        && image.bytes().all(|byte| {
+            byte.is_ascii_lowercase()
+                || byte.is_ascii_digit()
+                || matches!(byte, b'.' | b'_' | b'-' | b'/' | b':')
+        });
+    if valid {
+        Ok(image.to_owned())
+    } else {
+        Err(format!(
+            "{image:?} is not an image repository without a tag, such as docker.io/library/redis \
+             or registry.example.com:5000/mirror/redis"
+        ))
     }
 }
 
@@ -302,6 +349,24 @@ mod tests {
                 .extensions
                 .contains(&"plpython3u".to_owned())
         );
+    }
+
+    #[test]
+    fn redis_image_repositories() {
+        let settings = Settings::parse_from(["op"]);
+        assert_eq!(settings.redis.image, "docker.io/library/redis");
+        let mirror = Settings::parse_from([
+            "op",
+            "--redis-image",
+            "registry.example.com:5000/mirror/redis",
+        ]);
+        assert_eq!(mirror.redis.image, "registry.example.com:5000/mirror/redis");
+        for bad in ["redis:7.2", "redis@sha256:0123", "", "Redis", "registry/"] {
+            assert!(
+                Settings::try_parse_from(["op", "--redis-image", bad]).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

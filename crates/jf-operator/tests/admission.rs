@@ -56,6 +56,69 @@ async fn postgresql_rejection(spec: serde_json::Value) -> anyhow::Result<String>
     .await
 }
 
+/// The message of the refusal of a Redis resource named `name` with `spec`.
+async fn redis_rejection(name: &str, spec: serde_json::Value) -> anyhow::Result<String> {
+    let client = cluster().await.client().await?;
+    jf_testkit::install_crds(&client).await?;
+    let resource = ApiResource::erase::<jf_api::Redis>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &resource);
+    let mut object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "jango-fett.dev/v1alpha1",
+        "kind": "Redis",
+    }))?;
+    refused(
+        api,
+        object_with(&mut object, &json!({"name": name, "spec": spec})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_redis_version_that_is_not_an_image_tag() -> anyhow::Result<()> {
+    for version in ["7.2; rm -rf /", "7.2@sha256:abc", ":latest", ""] {
+        let message = redis_rejection(&unique_name("rd"), json!({"version": version})).await?;
+        assert!(
+            message.contains("spec.version") && message.contains("version must be an image tag"),
+            "{version:?}: {message}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_redis_max_memory_that_is_not_a_size() -> anyhow::Result<()> {
+    for max_memory in ["lots", "0", "64MiB", "-1mb", "1.5gb", "64 mb"] {
+        let message = redis_rejection(&unique_name("rd"), json!({"maxMemory": max_memory})).await?;
+        assert!(
+            message.contains("spec.maxMemory")
+                && message.contains("maxMemory must be a positive size such as 64mb"),
+            "{max_memory:?}: {message}"
+        );
+    }
+    let message = redis_rejection(
+        &unique_name("rd"),
+        json!({"maxMemory": "64mb\nrequirepass \"\""}),
+    )
+    .await?;
+    assert!(message.contains("spec.maxMemory: Too long"), "{message}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn redis_names_its_children_can_take() -> anyhow::Result<()> {
+    let message = redis_rejection("1cache", json!({})).await?;
+    assert!(
+        message.contains("metadata.name: a Redis name must be lowercase letters"),
+        "{message}"
+    );
+    let message = redis_rejection(&"r".repeat(47), json!({})).await?;
+    assert!(
+        message.contains("metadata.name: a Redis name may be at most 46 characters"),
+        "{message}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn sql_in_an_extension_name() -> anyhow::Result<()> {
     let message =

@@ -1,11 +1,12 @@
 //! `jf status ENV`: what an environment is and how it is doing.
 
 use jf_cli::output::{self, Format, OutputArgs};
-use jf_cli::{arguments, databases, environments};
+use jf_cli::{arguments, databases, environments, redis};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 
-/// Show an environment: its namespace, URL, users, expiry, conditions and databases.
+/// Show an environment: its namespace, URL, users, expiry, conditions, databases and Redis
+/// servers.
 ///
 /// Example: jf status fix-bug
 #[derive(Debug, clap::Args)]
@@ -23,10 +24,12 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
     match args.output.output {
         Format::Table => {
             let databases = databases::listing(client, &environment).await?;
+            let servers = redis::listing(client, &environment).await?;
             print!(
-                "{}{}",
+                "{}{}{}",
                 output::describe(&environment, Timestamp::now()),
-                output::databases_section(&databases)
+                output::databases_section(&databases),
+                output::redis_section(&servers)
             );
         }
         format => print!(

@@ -1,8 +1,10 @@
 //! The controllers, one module per kind, and what they share: server-side apply that makes
 //! no write when the object is already as desired, and label-selected caches of children.
 
+pub mod app;
 pub mod environment;
 pub mod postgresql;
+pub mod redis;
 
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -60,7 +62,24 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
-    let (store, writer) = reflector::store();
+    cache_with(api, selector, K::DynamicType::default())
+}
+
+/// [`cache`] for a kind known at run time (`DynamicObject`).
+pub fn cache_with<K>(
+    api: Api<K>,
+    selector: &str,
+    dynamic_type: K::DynamicType,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Send + Sync,
+{
+    let writer = reflector::store::Writer::new(dynamic_type);
+    let store = writer.as_reader();
     let config = watcher::Config::default().labels(selector).any_semantic();
     let stream =
         reflector::reflector(writer, watcher(api, config).default_backoff()).touched_objects();
@@ -110,10 +129,25 @@ where
     K: Resource + Clone + Serialize + DeserializeOwned + Debug,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
+    apply_with(client, store, manager, desired, &K::DynamicType::default()).await
+}
+
+/// [`apply`] for a kind known at run time (`DynamicObject`).
+pub async fn apply_with<K>(
+    client: &Client,
+    store: &Store<K>,
+    manager: &str,
+    desired: K,
+    dynamic_type: &K::DynamicType,
+) -> Result<bool, kube::Error>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug,
+    K::DynamicType: Eq + Hash + Clone,
+{
     let desired = stamp(desired);
     let name = desired.name_any();
     let namespace = desired.namespace();
-    let mut key = ObjectRef::<K>::new(&name);
+    let mut key = ObjectRef::<K>::new_with(&name, dynamic_type.clone());
     if let Some(namespace) = &namespace {
         key = key.within(namespace);
     }
@@ -125,16 +159,13 @@ where
         }
     }
     // Built by hand rather than with `Api`, whose constructors are split by scope.
-    let request = kube::core::Request::new(K::url_path(
-        &K::DynamicType::default(),
-        namespace.as_deref(),
-    ))
-    .patch(
-        &name,
-        &PatchParams::apply(manager).force(),
-        &Patch::Apply(&desired),
-    )
-    .map_err(kube::Error::BuildRequest)?;
+    let request = kube::core::Request::new(K::url_path(dynamic_type, namespace.as_deref()))
+        .patch(
+            &name,
+            &PatchParams::apply(manager).force(),
+            &Patch::Apply(&desired),
+        )
+        .map_err(kube::Error::BuildRequest)?;
     client.request::<K>(request).await?;
     Ok(true)
 }

@@ -10,7 +10,8 @@ use jf_api::conditions::{self, READY};
 use jf_api::{Environment, EnvironmentSpec};
 use jf_operator::controllers::environment::{self, Reconciled};
 use jf_operator::controllers::postgresql;
-use jf_operator::settings::{AdminUrl, EnvironmentSettings, PostgresSettings};
+use jf_operator::controllers::redis;
+use jf_operator::settings::{AdminUrl, EnvironmentSettings, PostgresSettings, RedisSettings};
 use jf_operator::telemetry::Metrics;
 use jf_testkit::{cluster, eventually};
 use kube::api::{Api, PostParams};
@@ -21,6 +22,7 @@ use tokio::sync::{OnceCell, broadcast};
 pub struct Operator {
     reconciled: broadcast::Sender<Reconciled>,
     databases: broadcast::Sender<postgresql::Reconciled>,
+    redis: broadcast::Sender<redis::Reconciled>,
     /// The controllers' log.
     pub log: std::path::PathBuf,
 }
@@ -34,6 +36,11 @@ impl Operator {
     /// Reconciliations of PostgreSQL resources from now on.
     pub fn databases(&self) -> broadcast::Receiver<postgresql::Reconciled> {
         self.databases.subscribe()
+    }
+
+    /// Reconciliations of Redis resources from now on.
+    pub fn redis(&self) -> broadcast::Receiver<redis::Reconciled> {
+        self.redis.subscribe()
     }
 }
 
@@ -57,6 +64,8 @@ pub async fn operator() -> &'static Operator {
             let reconciled = sender.clone();
             let (databases, _) = broadcast::channel(4096);
             let databases_sender = databases.clone();
+            let (redis_reconciled, _) = broadcast::channel(4096);
+            let redis_sender = redis_reconciled.clone();
             let postgres_settings = PostgresSettings {
                 admin_url: Some(AdminUrl::new(cluster.postgres_admin_url())),
                 drift_interval: DRIFT_INTERVAL,
@@ -84,7 +93,7 @@ pub async fn operator() -> &'static Operator {
                     let (server, endpoint) =
                         jf_operator::postgres_server(&postgres_settings, &metrics)
                             .expect("a PostgreSQL server");
-                    let (environments, databases) = futures::join!(
+                    let (environments, databases, redis) = futures::join!(
                         environment::run(
                             client.clone(),
                             EnvironmentSettings::default(),
@@ -93,22 +102,31 @@ pub async fn operator() -> &'static Operator {
                             std::future::pending(),
                         ),
                         postgresql::run(
-                            client,
+                            client.clone(),
                             postgres_settings,
                             server,
                             endpoint,
-                            metrics,
+                            metrics.clone(),
                             databases_sender,
+                            std::future::pending(),
+                        ),
+                        redis::run(
+                            client,
+                            RedisSettings::default(),
+                            metrics,
+                            redis_sender,
                             std::future::pending(),
                         ),
                     );
                     environments.expect("the environment controller runs");
                     databases.expect("the PostgreSQL controller runs");
+                    redis.expect("the Redis controller runs");
                 });
             });
             Operator {
                 reconciled: sender,
                 databases,
+                redis: redis_reconciled,
                 log,
             }
         })

@@ -317,6 +317,11 @@ async fn reconcile_resource<S: Server>(
     let mut observed = server
         .observe(names.role(), &names.database, template)
         .await?;
+    // Made by this operator before: the status may be read from a cache that lags.
+    let seen_before = context
+        .checked
+        .lock()
+        .is_ok_and(|checked| checked.contains_key(&uid));
     let full_check = context
         .checked
         .lock()
@@ -446,7 +451,7 @@ async fn reconcile_resource<S: Server>(
                 "Reset",
                 format!("Reset database {}{template_note}", names.database),
             )
-        } else if status.created_at.is_some() {
+        } else if status.created_at.is_some() || seen_before {
             (
                 "Recreated",
                 format!(
