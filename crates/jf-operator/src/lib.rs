@@ -59,8 +59,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         wait_for(stopped.clone()),
     ));
     let redis = tokio::spawn(controllers::redis::run(
-        client,
+        client.clone(),
         settings.redis.clone(),
+        metrics.clone(),
+        tokio::sync::broadcast::channel(1).0,
+        wait_for(stopped.clone()),
+    ));
+    let apps = tokio::spawn(controllers::app::run(
+        client,
+        settings.environments.clone(),
         metrics,
         tokio::sync::broadcast::channel(1).0,
         wait_for(stopped.clone()),
@@ -78,6 +85,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         finished = redis => finished
             .context("the Redis controller panicked")?
             .context("the Redis controller stopped"),
+        finished = apps => finished
+            .context("the App controller panicked")?
+            .context("the App controller stopped"),
     };
     tracing::info!("shutting down");
     health.ready.store(false, Ordering::Relaxed);

@@ -9,8 +9,8 @@ use anyhow::{Context as _, ensure};
 use jf_api::conditions::{self, READY};
 use jf_api::{Environment, EnvironmentSpec};
 use jf_operator::controllers::environment::{self, Reconciled};
-use jf_operator::controllers::postgresql;
 use jf_operator::controllers::redis;
+use jf_operator::controllers::{app, postgresql};
 use jf_operator::settings::{AdminUrl, EnvironmentSettings, PostgresSettings, RedisSettings};
 use jf_operator::telemetry::Metrics;
 use jf_testkit::{cluster, eventually};
@@ -23,6 +23,7 @@ pub struct Operator {
     reconciled: broadcast::Sender<Reconciled>,
     databases: broadcast::Sender<postgresql::Reconciled>,
     redis: broadcast::Sender<redis::Reconciled>,
+    apps: broadcast::Sender<app::Reconciled>,
     /// The controllers' log.
     pub log: std::path::PathBuf,
 }
@@ -36,6 +37,11 @@ impl Operator {
     /// Reconciliations of PostgreSQL resources from now on.
     pub fn databases(&self) -> broadcast::Receiver<postgresql::Reconciled> {
         self.databases.subscribe()
+    }
+
+    /// Reconciliations of Apps from now on.
+    pub fn apps(&self) -> broadcast::Receiver<app::Reconciled> {
+        self.apps.subscribe()
     }
 
     /// Reconciliations of Redis resources from now on.
@@ -66,6 +72,8 @@ pub async fn operator() -> &'static Operator {
             let databases_sender = databases.clone();
             let (redis_reconciled, _) = broadcast::channel(4096);
             let redis_sender = redis_reconciled.clone();
+            let (apps, _) = broadcast::channel(4096);
+            let apps_sender = apps.clone();
             let postgres_settings = PostgresSettings {
                 admin_url: Some(AdminUrl::new(cluster.postgres_admin_url())),
                 drift_interval: DRIFT_INTERVAL,
@@ -93,7 +101,7 @@ pub async fn operator() -> &'static Operator {
                     let (server, endpoint) =
                         jf_operator::postgres_server(&postgres_settings, &metrics)
                             .expect("a PostgreSQL server");
-                    let (environments, databases, redis) = futures::join!(
+                    let (environments, databases, redis, apps) = futures::join!(
                         environment::run(
                             client.clone(),
                             EnvironmentSettings::default(),
@@ -111,22 +119,31 @@ pub async fn operator() -> &'static Operator {
                             std::future::pending(),
                         ),
                         redis::run(
-                            client,
+                            client.clone(),
                             RedisSettings::default(),
-                            metrics,
+                            metrics.clone(),
                             redis_sender,
+                            std::future::pending(),
+                        ),
+                        app::run(
+                            client,
+                            EnvironmentSettings::default(),
+                            metrics,
+                            apps_sender,
                             std::future::pending(),
                         ),
                     );
                     environments.expect("the environment controller runs");
                     databases.expect("the PostgreSQL controller runs");
                     redis.expect("the Redis controller runs");
+                    apps.expect("the App controller runs");
                 });
             });
             Operator {
                 reconciled: sender,
                 databases,
                 redis: redis_reconciled,
+                apps,
                 log,
             }
         })

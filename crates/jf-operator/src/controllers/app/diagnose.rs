@@ -119,6 +119,46 @@ pub fn diagnose(workload: &str, pods: &[Pod], replica_sets: &[ReplicaSet]) -> Op
     None
 }
 
+/// The ReplicaSet annotation with the Deployment revision it holds.
+const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
+
+/// The ReplicaSet of a Deployment's latest revision and its pods: during a rollout, what the
+/// previous revision's pods do (say, an image that failed to pull and is being replaced) is
+/// no longer the cause. With no revision to go by, everything is kept.
+pub fn latest_revision(
+    pods: Vec<Pod>,
+    replica_sets: Vec<ReplicaSet>,
+) -> (Vec<Pod>, Vec<ReplicaSet>) {
+    let revision = |replica_set: &ReplicaSet| {
+        replica_set
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|annotations| annotations.get(REVISION_ANNOTATION))
+            .and_then(|revision| revision.parse::<u64>().ok())
+    };
+    let Some(latest) = replica_sets
+        .iter()
+        .filter(|replica_set| revision(replica_set).is_some())
+        .max_by_key(|replica_set| revision(replica_set))
+        .cloned()
+    else {
+        return (pods, replica_sets);
+    };
+    let uid = latest.metadata.uid.clone();
+    let pods = pods
+        .into_iter()
+        .filter(|pod| {
+            pod.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|owner| Some(&owner.uid) == uid.as_ref())
+        })
+        .collect();
+    (pods, vec![latest])
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -181,5 +221,37 @@ mod tests {
         let cause = diagnose("Deployment api", &[], &[replica_set]).expect("a cause");
         assert_eq!(cause.reason, "QuotaExceeded");
         assert_eq!(diagnose("Deployment api", &[], &[]), None);
+    }
+
+    #[test]
+    fn only_the_latest_revision_counts() {
+        let replica_set = |uid: &str, revision: &str| -> ReplicaSet {
+            serde_json::from_value(json!({"metadata": {
+                "name": format!("api-{uid}"), "uid": uid,
+                "annotations": {REVISION_ANNOTATION: revision}
+            }}))
+            .expect("a replica set")
+        };
+        let owned = |name: &str, uid: &str| -> Pod {
+            serde_json::from_value(json!({"metadata": {"name": name, "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("api-{uid}"), "uid": uid}
+            ]}}))
+            .expect("a pod")
+        };
+        let (pods, replica_sets) = latest_revision(
+            vec![owned("old", "a"), owned("new", "b")],
+            vec![replica_set("a", "9"), replica_set("b", "10")],
+        );
+        let names = |pods: &[Pod]| {
+            pods.iter()
+                .map(|pod| pod.metadata.name.clone().unwrap_or_default())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&pods), ["new"]);
+        assert_eq!(replica_sets.len(), 1);
+        assert_eq!(replica_sets[0].metadata.uid.as_deref(), Some("b"));
+
+        let (pods, _) = latest_revision(vec![owned("any", "a")], Vec::new());
+        assert_eq!(names(&pods), ["any"]);
     }
 }

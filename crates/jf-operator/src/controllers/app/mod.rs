@@ -580,8 +580,20 @@ async fn reconcile_app(app: &App, context: &Context, writes: &mut u64) -> Result
             message: None,
         };
         if !ready {
+            // Until its controller has seen the latest spec, a workload's pods tell of an
+            // older one.
+            let observed = |current: &DynamicObject| {
+                current
+                    .data
+                    .pointer("/status/observedGeneration")
+                    .and_then(Value::as_i64)
+                    >= current.metadata.generation
+            };
             let diagnosed = match &current {
-                Some(current) if matches!(resource.kind.as_str(), "Deployment" | "StatefulSet") => {
+                Some(current)
+                    if matches!(resource.kind.as_str(), "Deployment" | "StatefulSet")
+                        && observed(current) =>
+                {
                     diagnose_workload(context, &namespace, current).await?
                 }
                 _ => None,
@@ -785,16 +797,17 @@ async fn diagnose_workload(
         .list(&params)
         .await
         .map_err(read)?;
-    let replica_sets = if kind == "Deployment" {
-        Api::<ReplicaSet>::namespaced(context.client.clone(), namespace)
+    let (pods, replica_sets) = if kind == "Deployment" {
+        let replica_sets = Api::<ReplicaSet>::namespaced(context.client.clone(), namespace)
             .list(&params)
             .await
             .map_err(read)?
-            .items
+            .items;
+        diagnose::latest_revision(pods.items, replica_sets)
     } else {
-        Vec::new()
+        (pods.items, Vec::new())
     };
-    Ok(diagnose::diagnose(&description, &pods.items, &replica_sets))
+    Ok(diagnose::diagnose(&description, &pods, &replica_sets))
 }
 
 /// Deletes our objects of the App that the render no longer has. Returns the deletions.

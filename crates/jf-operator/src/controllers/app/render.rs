@@ -130,6 +130,27 @@ fn substitute(value: &mut Value, variables: &[(&str, &str)]) {
     }
 }
 
+/// Writes a container's requests and limits as the API server stores them (`0.5` → `500m`,
+/// `1` → `"1"`), so that the object read back matches what was rendered.
+fn canonical_resources(container: &mut Value) {
+    for list in ["requests", "limits"] {
+        let Some(quantities) = container
+            .pointer_mut(&format!("/resources/{list}"))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        for quantity in quantities.values_mut() {
+            let written = match quantity {
+                Value::String(text) => text.clone(),
+                Value::Number(number) => number.to_string(),
+                _ => continue,
+            };
+            *quantity = json!(crate::quantity::canonical(&written).unwrap_or(written));
+        }
+    }
+}
+
 /// The Blueprint, rendered for `app` in `environment`.
 pub fn render(
     app: &App,
@@ -217,6 +238,7 @@ pub fn render(
                     if let Some(image) = app.spec.images.get(&container_name) {
                         container["image"] = json!(image);
                     }
+                    canonical_resources(container);
                     containers.insert(container_name);
                 }
             }
@@ -354,7 +376,8 @@ mod tests {
                                 "metadata": {"labels": {"app": "logistics-api"}},
                                 "spec": {"containers": [{
                                     "name": "api", "image": "registry.example/api:1.4",
-                                    "env": [{"name": "PUBLIC_URL", "value": "https://${host}"}, {"name": "ENV", "value": "${environment}"}]
+                                    "env": [{"name": "PUBLIC_URL", "value": "https://${host}"}, {"name": "ENV", "value": "${environment}"}],
+                                    "resources": {"requests": {"cpu": 0.5, "memory": "0.25Gi"}, "limits": {"cpu": "1000m"}}
                                 }]}
                             }
                         }
@@ -444,6 +467,11 @@ mod tests {
         assert_eq!(deployment["spec"]["replicas"], json!(3));
         let container = &deployment["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(container["image"], json!("registry.example/api:fix"));
+        assert_eq!(
+            container["resources"],
+            json!({"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "1"}}),
+            "quantities are written as the API server stores them"
+        );
         assert_eq!(
             container["env"],
             json!([

@@ -14,7 +14,7 @@
 pub mod build;
 pub mod sleep;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -90,6 +90,9 @@ pub struct Context {
     pub caches: Caches,
     /// Consecutive failures per Environment, for its backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Environments this process put to sleep and has not woken yet. The status says so
+    /// too, but the cached copy may not have the status write yet when a wake follows at once.
+    asleep: Mutex<HashSet<String>>,
     /// True once every cache has its first full list.
     caches_ready: watch::Receiver<bool>,
     /// Told about every reconciliation (tests and benchmarks listen; nobody has to).
@@ -219,6 +222,7 @@ pub async fn run(
         caches,
         caches_ready,
         failures: Mutex::default(),
+        asleep: Mutex::default(),
         reconciled,
     });
 
@@ -503,7 +507,11 @@ async fn apply_environment(
     let was_sleeping = environment
         .status
         .as_ref()
-        .is_some_and(|status| status.phase == Some(EnvironmentPhase::Sleeping));
+        .is_some_and(|status| status.phase == Some(EnvironmentPhase::Sleeping))
+        || context
+            .asleep
+            .lock()
+            .is_ok_and(|asleep| asleep.contains(&name));
     if sleeping || was_sleeping {
         let scaled = sleep::sync(&context.client, &namespace, sleeping)
             .await
@@ -512,6 +520,13 @@ async fn apply_environment(
                 source,
             })?;
         *writes += scaled.changed;
+        if let Ok(mut asleep) = context.asleep.lock() {
+            if sleeping {
+                asleep.insert(name.clone());
+            } else {
+                asleep.remove(&name);
+            }
+        }
     }
     let url = build::url(environment, settings);
     if sleeping {
