@@ -1,4 +1,4 @@
-//! Bad Environments are refused at admission by the CRD's schema, with a message naming the
+//! Bad resources of every kind are refused at admission by their CRD's schema, with a message naming the
 //! field, before the operator ever sees them.
 
 use jf_testkit::{cluster, unique_name};
@@ -216,5 +216,79 @@ async fn empty_user_names() -> anyhow::Result<()> {
     let message =
         rejection(json!({"name": unique_name("bad"), "spec": {"users": ["alice", ""]}})).await?;
     assert!(message.contains("spec.users[1]"), "{message}");
+    Ok(())
+}
+
+/// The message of the refusal of a Blueprint with `spec`.
+async fn blueprint_rejection(spec: serde_json::Value) -> anyhow::Result<String> {
+    let client = cluster().await.client().await?;
+    jf_testkit::install_crds(&client).await?;
+    let resource = ApiResource::erase::<jf_api::Blueprint>(&());
+    let api: Api<DynamicObject> = Api::all_with(client, &resource);
+    let mut object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "jango-fett.dev/v1alpha1",
+        "kind": "Blueprint",
+    }))?;
+    refused(
+        api,
+        object_with(
+            &mut object,
+            &json!({"name": unique_name("bp"), "spec": spec}),
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn blueprints_hold_only_namespaced_workloads_and_their_configuration() -> anyhow::Result<()> {
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api"}, "spec": {}});
+    for (offending, kind) in [
+        (
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "root"}, "rules": []}),
+            "ClusterRole (rbac.authorization.k8s.io/v1)",
+        ),
+        (
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "admin"}}),
+            "RoleBinding (rbac.authorization.k8s.io/v1)",
+        ),
+        (
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}}),
+            "Namespace (v1)",
+        ),
+        (
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "debug"}}),
+            "Pod (v1)",
+        ),
+        (
+            json!({"apiVersion": "extensions/v1beta1", "kind": "Deployment", "metadata": {"name": "old"}}),
+            "Deployment (extensions/v1beta1)",
+        ),
+    ] {
+        let message =
+            blueprint_rejection(json!({"resources": [deployment.clone(), offending]})).await?;
+        assert!(
+            message.contains("spec.resources[1]")
+                && message.contains(&format!("{kind} is not allowed in a Blueprint")),
+            "{kind}: {message}"
+        );
+    }
+    let message = blueprint_rejection(json!({"resources": [
+        deployment.clone(),
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}},
+    ]}))
+    .await?;
+    assert!(
+        message.contains("spec.resources[1]") && message.contains("needs metadata.name"),
+        "{message}"
+    );
+    let message = blueprint_rejection(json!({
+        "resources": [deployment],
+        "expose": {"service": "api", "port": 80},
+    }))
+    .await?;
+    assert!(
+        message.contains("spec.expose.service must name a Service among spec.resources"),
+        "{message}"
+    );
     Ok(())
 }
