@@ -2,7 +2,7 @@
 //! platform team from the same manifests as production. An `App` deploys one into an
 //! environment.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -184,7 +184,35 @@ fn manifests_schema(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+/// Where the pod spec of a workload of `kind` is, as a JSON pointer.
+pub fn pod_spec_pointer(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Deployment" | "StatefulSet" | "Job" => Some("/spec/template/spec"),
+        "CronJob" => Some("/spec/jobTemplate/spec/template/spec"),
+        _ => None,
+    }
+}
+
 impl Blueprint {
+    /// The names of the containers (and init containers) of every workload: what an App's
+    /// `images` may name.
+    pub fn containers(&self) -> BTreeSet<String> {
+        self.spec
+            .resources
+            .iter()
+            .filter_map(|resource| {
+                resource.pointer(pod_spec_pointer(resource.get("kind")?.as_str()?)?)
+            })
+            .flat_map(|pod| {
+                ["containers", "initContainers"]
+                    .into_iter()
+                    .filter_map(|list| pod.get(list)?.as_array())
+                    .flatten()
+                    .filter_map(|container| Some(container.get("name")?.as_str()?.to_owned()))
+            })
+            .collect()
+    }
+
     /// The resources of `kind` (`apiVersion/kind`, as in [`ALLOWED_KINDS`]), by name.
     pub fn resources_of<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.spec.resources.iter().filter_map(move |resource| {
@@ -252,5 +280,32 @@ mod tests {
         );
         let deployments: Vec<&str> = blueprint.resources_of("apps/v1/Deployment").collect();
         assert_eq!(deployments, ["api", "worker"]);
+    }
+
+    #[test]
+    fn lists_the_containers_of_every_workload() {
+        let pod = |containers: Value| json!({"spec": {"template": {"spec": containers}}});
+        let mut deployment = pod(json!({
+            "initContainers": [{"name": "migrate"}],
+            "containers": [{"name": "api"}, {"name": "proxy"}],
+        }));
+        deployment["kind"] = json!("Deployment");
+        let mut cron_job = json!({"kind": "CronJob", "spec": {"jobTemplate": pod(json!({"containers": [{"name": "cleanup"}, {"name": "api"}]}))}});
+        cron_job["apiVersion"] = json!("batch/v1");
+        let blueprint = Blueprint::new(
+            "api",
+            BlueprintSpec {
+                resources: vec![
+                    deployment,
+                    cron_job,
+                    json!({"kind": "ConfigMap", "data": {"containers": "no"}}),
+                ],
+                ..BlueprintSpec::default()
+            },
+        );
+        assert_eq!(
+            blueprint.containers().into_iter().collect::<Vec<_>>(),
+            ["api", "cleanup", "migrate", "proxy"]
+        );
     }
 }

@@ -38,6 +38,54 @@ pub fn postgresql_name(name: &str) -> Result<String, String> {
     }
 }
 
+/// The longest App name: its host name, `<app>-<environment>.<domain>`, must fit.
+const APP_NAME_MAX: usize = 40;
+
+/// An App name: a DNS label of at most 40 characters.
+pub fn app_name(name: &str) -> Result<String, String> {
+    if is_dns_label(name, APP_NAME_MAX) {
+        Ok(name.to_owned())
+    } else {
+        Err(format!(
+            "an app name must be a DNS label of at most {APP_NAME_MAX} characters: lowercase \
+             letters, digits and '-', starting and ending with a letter or digit"
+        ))
+    }
+}
+
+/// The name of a Kubernetes object (a Blueprint, a Deployment…): a DNS subdomain.
+pub fn object_name(name: &str) -> Result<String, String> {
+    if name.len() <= 253 && name.split('.').all(|label| is_dns_label(label, 63)) {
+        Ok(name.to_owned())
+    } else {
+        Err(
+            "a name must have at most 253 characters: lowercase letters, digits, '-' and '.', \
+             starting and ending with a letter or digit"
+                .to_owned(),
+        )
+    }
+}
+
+/// A `CONTAINER=IMAGE` pair: a container name and an image reference.
+pub fn image_pair(pair: &str) -> Result<(String, String), String> {
+    let (container, image) = pair.split_once('=').ok_or_else(|| {
+        format!(
+            "expected CONTAINER=IMAGE, e.g. api=registry.example.com/api:my-branch, not {pair:?}"
+        )
+    })?;
+    if !is_dns_label(container, 63) {
+        return Err(format!(
+            "{container:?} is not a container name: lowercase letters, digits and '-', at most 63 characters"
+        ));
+    }
+    if image.is_empty() || image.len() > 512 || image.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "{image:?} is not an image reference: 1 to 512 characters, no spaces"
+        ));
+    }
+    Ok((container.to_owned(), image.to_owned()))
+}
+
 /// A configuration key: letters, digits, `-`, `_` and `.`, not starting with `JF_`.
 pub fn config_key(key: &str) -> Result<String, String> {
     if is_config_key(key) {
@@ -151,6 +199,42 @@ mod tests {
             config_pair("=x")
                 .expect_err("empty key")
                 .contains("letters, digits")
+        );
+    }
+
+    #[test]
+    fn app_names_and_images() {
+        assert_eq!(app_name("logistics-api"), Ok("logistics-api".to_owned()));
+        assert!(app_name(&"a".repeat(41)).is_err());
+        assert!(app_name("a.b").expect_err("a dot").contains("DNS label"));
+        assert_eq!(object_name("a.b-c"), Ok("a.b-c".to_owned()));
+        assert!(object_name("A").is_err());
+        assert_eq!(
+            image_pair("api=registry.example.com:5000/api:fix@sha256:abc"),
+            Ok((
+                "api".to_owned(),
+                "registry.example.com:5000/api:fix@sha256:abc".to_owned()
+            ))
+        );
+        assert!(
+            image_pair("api")
+                .expect_err("no =")
+                .contains("CONTAINER=IMAGE")
+        );
+        assert!(
+            image_pair("Api=x")
+                .expect_err("bad name")
+                .contains("container name")
+        );
+        assert!(
+            image_pair("api=")
+                .expect_err("no image")
+                .contains("image reference")
+        );
+        assert!(
+            image_pair("api=a b")
+                .expect_err("space")
+                .contains("no spaces")
         );
     }
 

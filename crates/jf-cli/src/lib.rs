@@ -2,6 +2,7 @@
 //! the work is here, where tests can call it directly.
 
 pub mod api_error;
+pub mod apps;
 pub mod arguments;
 pub mod connection;
 pub mod databases;
@@ -10,6 +11,7 @@ pub mod environments;
 pub mod output;
 pub mod redis;
 pub mod wait;
+pub mod workloads;
 
 /// What the user can do about `error`: the hint of the first error in its chain that has one.
 pub fn hint(error: &(dyn std::error::Error + 'static)) -> Option<String> {
@@ -18,6 +20,10 @@ pub fn hint(error: &(dyn std::error::Error + 'static)) -> Option<String> {
         let hint = if let Some(error) = error.downcast_ref::<environments::Error>() {
             error.hint()
         } else if let Some(error) = error.downcast_ref::<databases::Error>() {
+            error.hint()
+        } else if let Some(error) = error.downcast_ref::<apps::Error>() {
+            error.hint()
+        } else if let Some(error) = error.downcast_ref::<workloads::Error>() {
             error.hint()
         } else if let Some(error) = error.downcast_ref::<redis::Error>() {
             error.hint()

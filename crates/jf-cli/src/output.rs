@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use jf_api::conditions::{self, READY};
-use jf_api::{Environment, PostgreSQL};
+use jf_api::{Blueprint, Environment, PostgreSQL};
 use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt as _};
 use serde::Serialize;
 
 use crate::databases::Listing;
-use crate::{duration, redis};
+use crate::{apps, duration, redis};
 
 /// The `-o` flag of read commands.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -344,6 +344,115 @@ pub fn redis_section(listing: &redis::Listing) -> String {
         let _ = writeln!(text, "  {line}");
     }
     text
+}
+
+/// The `Apps:` section of `jf status`: each App with its Blueprint, readiness and URL, and
+/// under it, as a tree, every object deployed with it (dependencies included) and its state.
+pub fn apps_section(listing: &apps::Listing) -> String {
+    let apps = match listing {
+        apps::Listing::NotAllowed => return "Apps:\n  (not allowed to list)\n".to_owned(),
+        apps::Listing::Listed(apps) if apps.is_empty() => {
+            return "Apps:\n  none; deploy one with `jf deploy ENV BLUEPRINT`\n".to_owned();
+        }
+        apps::Listing::Listed(apps) => apps,
+    };
+    let mut text = "Apps:\n".to_owned();
+    for app in apps {
+        let status = app.status.clone().unwrap_or_default();
+        let ready = match conditions::find(&status.conditions, READY) {
+            None => "Pending".to_owned(),
+            Some(condition) if condition.status == "True" => "Ready".to_owned(),
+            Some(condition) => format!("Not ready ({})", condition.reason),
+        };
+        let mut heading = format!(
+            "  {}   blueprint {}   {ready}",
+            app.name_any(),
+            app.spec.blueprint
+        );
+        if let Some(url) = &status.url {
+            let _ = write!(heading, "   {url}");
+        }
+        let _ = writeln!(text, "{heading}");
+        let width = status
+            .objects
+            .iter()
+            .map(|object| object.kind.chars().count() + object.name.chars().count() + 1)
+            .max()
+            .unwrap_or_default();
+        for (index, object) in status.objects.iter().enumerate() {
+            let branch = if index + 1 == status.objects.len() {
+                "└─"
+            } else {
+                "├─"
+            };
+            let state = if object.ready {
+                "ready".to_owned()
+            } else {
+                match (&object.reason, &object.message) {
+                    (Some(reason), Some(message)) => format!("{reason}: {message}"),
+                    (Some(reason), None) => reason.clone(),
+                    (None, _) => "not ready".to_owned(),
+                }
+            };
+            let object_name = format!("{}/{}", object.kind, object.name);
+            let _ = writeln!(text, "  {branch} {object_name:<width$}   {state}");
+        }
+    }
+    text
+}
+
+/// The table of `jf blueprints`: NAME, WORKLOADS, DEPENDENCIES, EXPOSES, AGE, DESCRIPTION.
+pub fn blueprints_table(blueprints: &[Blueprint], now: Timestamp) -> String {
+    let rows: Vec<Vec<String>> = blueprints
+        .iter()
+        .map(|blueprint| {
+            let workloads: Vec<&str> = ["apps/v1/Deployment", "apps/v1/StatefulSet"]
+                .into_iter()
+                .flat_map(|kind| blueprint.resources_of(kind))
+                .collect();
+            let mut dependencies = Vec::new();
+            if let Some(postgresql) = &blueprint.spec.postgresql {
+                dependencies.push(if postgresql.extensions.is_empty() {
+                    "PostgreSQL".to_owned()
+                } else {
+                    format!("PostgreSQL ({})", postgresql.extensions.join(", "))
+                });
+            }
+            if blueprint.spec.redis.is_some() {
+                dependencies.push("Redis".to_owned());
+            }
+            vec![
+                blueprint.name_any(),
+                or_dash(Some(workloads.join(","))),
+                or_dash(Some(dependencies.join(", "))),
+                or_dash(
+                    blueprint
+                        .spec
+                        .expose
+                        .as_ref()
+                        .map(|expose| format!("{}:{}", expose.service, expose.port)),
+                ),
+                blueprint
+                    .meta()
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|created| duration::age(created.0, now))
+                    .unwrap_or_else(|| "-".to_owned()),
+                or_dash(blueprint.spec.description.clone()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "WORKLOADS",
+            "DEPENDENCIES",
+            "EXPOSES",
+            "AGE",
+            "DESCRIPTION",
+        ],
+        &rows,
+    )
 }
 
 /// The configuration as `KEY=VALUE` lines, sorted by key.

@@ -326,6 +326,13 @@ impl Spinner {
         spinner.enable_steady_tick(Duration::from_millis(100));
         Self(Some(spinner))
     }
+
+    /// Says what is awaited now.
+    pub fn set_message(&self, message: impl Into<Cow<'static, str>>) {
+        if let Some(spinner) = &self.0 {
+            spinner.set_message(message);
+        }
+    }
 }
 
 impl Drop for Spinner {

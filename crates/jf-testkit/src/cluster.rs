@@ -44,6 +44,32 @@ const FAILURE_STAGES: [(&str, &str); 2] = [
     ),
 ];
 
+/// kwok's configuration of container logs (`ClusterLogs`): every container on the fake nodes
+/// shows the simulated logs at `SIMULATED_LOG` and `SIMULATED_PREVIOUS_LOG`, whose paths
+/// replace `CURRENT_LOG` and `PREVIOUS_LOG`.
+const POD_LOGS: (&str, &str) = ("pod-logs.yaml", include_str!("../stages/pod-logs.yaml"));
+
+/// The simulated log of every container on the fake nodes, inside a cluster directory, in a
+/// directory of the simulated logs only: kwok watches it while a client follows the log.
+const SIMULATED_LOG: &str = "simulated-logs/current.log";
+
+/// The simulated log of every container's previous run (`kubectl logs --previous`).
+const SIMULATED_PREVIOUS_LOG: &str = "simulated-logs/previous.log";
+
+/// What the simulated log of every container on the fake nodes says when the cluster starts
+/// (`kubectl logs` shows it without the timestamps); lines appended later follow it.
+pub const SIMULATED_LOG_START: &str = "\
+kwok: this container runs on a simulated node of the local test cluster; no process of it \
+really runs, so its log is simulated
+kwok: every container on the simulated nodes shows this same log
+";
+
+/// What the simulated log of every container's previous run says.
+const SIMULATED_PREVIOUS_LOG_TEXT: &str = "\
+kwok: this is the simulated log of the previous run of a container on a simulated node of \
+the local test cluster; kwok shows it whether or not the container has restarted
+";
+
 /// An image that kwok's pods never pull: they wait in `ImagePullBackOff`.
 pub const IMAGE_THAT_FAILS_TO_PULL: &str = "image-pull-fails.invalid/app:1";
 
@@ -236,6 +262,27 @@ impl LocalCluster {
         .await
     }
 
+    /// The simulated log that `pods/log` (`kubectl logs`) shows for every container on the
+    /// fake nodes, in the CRI log format (`<RFC 3339 time> stdout F <line>`).
+    pub fn simulated_log(&self) -> PathBuf {
+        self.dir.join(SIMULATED_LOG)
+    }
+
+    /// Appends the lines of `text`, stamped with the time, to the simulated log of every
+    /// container on the fake nodes: a client following a pod's log (`kubectl logs -f`) gets
+    /// them within about a second. Every test using the cluster sees them, so look for lines
+    /// of your own rather than for the whole log.
+    pub fn append_to_simulated_log(&self, text: &str) -> Result<(), Error> {
+        use std::io::Write as _;
+        let path = self.simulated_log();
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            // One write, so that lines appended at the same time do not interleave.
+            .and_then(|mut file| file.write_all(cri_log_lines(text).as_bytes()))
+            .map_err(|source| Error::io(format!("failed to append to {}", path.display()), source))
+    }
+
     pub fn redis_address(&self) -> SocketAddr {
         self.info.redis_address
     }
@@ -417,8 +464,11 @@ async fn control_plane(
             "--service-account-signing-key-file",
             &path("service-account.key"),
         ])
+        // For `pods/log`, `exec` and the like at kwok's kubelet endpoint (127.0.0.1), which
+        // serves the API server's certificate.
         .args(["--kubelet-client-certificate", &path("admin.crt")])
         .args(["--kubelet-client-key", &path("admin.key")])
+        .args(["--kubelet-certificate-authority", &path("ca.crt")])
         .args(["--authorization-mode", "RBAC"])
         .args(["--service-cluster-ip-range", "10.96.0.0/16"])
         .args(["--endpoint-reconciler-type", "none"])
@@ -525,6 +575,33 @@ async fn control_plane(
             .map_err(|source| Error::io(format!("failed to write {name}"), source))?;
         kwok.arg("--config").arg(path);
     }
+    // Logs for `kubectl logs`: the same simulated logs for every container.
+    let (name, mut config) = (POD_LOGS.0, POD_LOGS.1.to_owned());
+    for (placeholder, log, text) in [
+        ("CURRENT_LOG", SIMULATED_LOG, SIMULATED_LOG_START),
+        (
+            "PREVIOUS_LOG",
+            SIMULATED_PREVIOUS_LOG,
+            SIMULATED_PREVIOUS_LOG_TEXT,
+        ),
+    ] {
+        let log = dir.join(log);
+        if let Some(parent) = log.parent() {
+            fs::create_dir_all(parent).map_err(|source| {
+                Error::io("failed to create the simulated logs' directory", source)
+            })?;
+        }
+        fs::write(&log, cri_log_lines(text))
+            .map_err(|source| Error::io(format!("failed to write {}", log.display()), source))?;
+        config = config.replace(
+            placeholder,
+            &serde_json::to_string(&log.display().to_string())?,
+        );
+    }
+    let path = dir.join(name);
+    fs::write(&path, config)
+        .map_err(|source| Error::io(format!("failed to write {name}"), source))?;
+    kwok.arg("--config").arg(path);
     let mut kwok = process::spawn(dir, "kwok", Signal::SIGTERM, kwok)?;
 
     let nodes: Api<Node> = Api::all(client.clone());
@@ -566,6 +643,15 @@ async fn control_plane(
     })
     .await?;
     Ok(version)
+}
+
+/// `text`'s lines as a container runtime logs a container's output: each stamped with the time
+/// and marked as a full line of standard output.
+fn cri_log_lines(text: &str) -> String {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    text.lines()
+        .map(|line| format!("{now} stdout F {line}\n"))
+        .collect()
 }
 
 fn fake_node(name: &str) -> Result<Node, Error> {

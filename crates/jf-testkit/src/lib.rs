@@ -32,7 +32,7 @@ use tokio::sync::OnceCell;
 
 pub use cluster::{
     ClusterInfo, IMAGE_THAT_CRASH_LOOPS, IMAGE_THAT_FAILS_TO_PULL, Lifetime, LocalCluster,
-    NODE_NAMES,
+    NODE_NAMES, SIMULATED_LOG_START,
 };
 pub use operator::{OperatorProcess, install_crds, operator};
 

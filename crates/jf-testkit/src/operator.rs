@@ -45,17 +45,18 @@ pub async fn operator(arguments: &[&str]) -> &'static OperatorProcess {
     }
 }
 
-/// The ClusterRoles that give namespace admins, editors and viewers rights on the API.
-const NAMESPACE_ROLES: &str = include_str!("../../../deploy/rbac/namespace-roles.yaml");
+/// The ClusterRoles of Jango Fett's users: developer and viewer, and those aggregated into
+/// the namespace roles admin, edit and view.
+const USER_ROLES: &str = include_str!("../../../deploy/rbac/user-roles.yaml");
 
-/// Applies every CRD of the API and waits until they are established, and the ClusterRoles
-/// aggregated into the namespace roles.
+/// Applies every CRD of the API and waits until they are established, and the ClusterRoles of
+/// its users.
 pub async fn install_crds(client: &Client) -> Result<(), Error> {
     let roles: Api<ClusterRole> = Api::all(client.clone());
     let params = PatchParams::apply("jf-testkit").force();
-    for role in serde_saphyr::from_multiple::<ClusterRole>(NAMESPACE_ROLES).map_err(|error| {
+    for role in serde_saphyr::from_multiple::<ClusterRole>(USER_ROLES).map_err(|error| {
         Error::io(
-            "deploy/rbac/namespace-roles.yaml is not valid",
+            "deploy/rbac/user-roles.yaml is not valid",
             std::io::Error::other(error.to_string()),
         )
     })? {

@@ -1,13 +1,17 @@
 //! The local cluster is the real thing: the scheduler, the controller manager and kwok turn a
 //! Deployment into available pods, RBAC decides for impersonated users, deleting a namespace
-//! cascades, and PostgreSQL and Redis answer.
+//! cascades, pods' (simulated) logs come through the API server, and PostgreSQL and Redis
+//! answer.
+
+use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use jf_testkit::{LocalCluster, NODE_NAMES, cluster, eventually, unique_name};
+use futures::{AsyncBufReadExt as _, TryStreamExt as _};
+use jf_testkit::{LocalCluster, NODE_NAMES, SIMULATED_LOG_START, cluster, eventually, unique_name};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use kube::{Client, ResourceExt as _};
 use serde_json::json;
 
@@ -314,5 +318,64 @@ async fn chosen_images_fail_to_pull_or_crash_loop() -> anyhow::Result<()> {
         })
         .await;
     }
+    Ok(())
+}
+
+/// kwok serves a simulated log for the containers on the fake nodes, which the API server
+/// reaches as `pods/log`; a followed log stays open and gets the lines appended later.
+#[tokio::test]
+async fn pod_logs_come_through_the_api_server_and_follow() -> anyhow::Result<()> {
+    const WITHIN: Duration = Duration::from_secs(30);
+    let cluster = cluster().await;
+    let client = cluster.client().await?;
+    let namespace = create_namespace(&client, "smoke-logs").await?;
+    Api::<Deployment>::namespaced(client.clone(), &namespace)
+        .create(&PostParams::default(), &deployment("logs", 1)?)
+        .await?;
+    let pods: Api<Pod> = Api::namespaced(client, &namespace);
+    let pod = eventually("the pod to be Running", || async {
+        let list = pods.list(&ListParams::default().labels("app=logs")).await?;
+        list.items
+            .iter()
+            .find(|pod| {
+                pod.status
+                    .as_ref()
+                    .and_then(|status| status.phase.as_deref())
+                    == Some("Running")
+            })
+            .map(|pod| pod.name_any())
+            .context("no Running pod yet")
+    })
+    .await;
+
+    let params = LogParams {
+        container: Some("app".to_owned()),
+        ..LogParams::default()
+    };
+    let logs = pods.logs(&pod, &params).await?;
+    assert!(logs.starts_with(SIMULATED_LOG_START), "{logs}");
+
+    let follow = LogParams {
+        follow: true,
+        ..params
+    };
+    let mut lines = pods.log_stream(&pod, &follow).await?.lines();
+    let first = tokio::time::timeout(WITHIN, lines.try_next())
+        .await
+        .context("no first line of the followed log in time")??;
+    assert_eq!(first.as_deref(), SIMULATED_LOG_START.lines().next());
+
+    let appended = format!("smoke: {}", unique_name("appended"));
+    cluster.append_to_simulated_log(&appended)?;
+    tokio::time::timeout(WITHIN, async {
+        while let Some(line) = lines.try_next().await? {
+            if line == appended {
+                return Ok(());
+            }
+        }
+        anyhow::bail!("the followed log ended before the appended line")
+    })
+    .await
+    .context("the appended line did not come in time")??;
     Ok(())
 }

@@ -1,12 +1,12 @@
 //! `jf status ENV`: what an environment is and how it is doing.
 
 use jf_cli::output::{self, Format, OutputArgs};
-use jf_cli::{arguments, databases, environments, redis};
+use jf_cli::{apps, arguments, databases, environments, redis};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 
-/// Show an environment: its namespace, URL, users, expiry, conditions, databases and Redis
-/// servers.
+/// Show an environment: its namespace, URL, users, expiry and conditions, its Apps as a tree
+/// of what they deployed, its databases and Redis servers.
 ///
 /// Example: jf status fix-bug
 #[derive(Debug, clap::Args)]
@@ -25,9 +25,11 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
         Format::Table => {
             let databases = databases::listing(client, &environment).await?;
             let servers = redis::listing(client, &environment).await?;
+            let apps = apps::listing(client, &environment).await?;
             print!(
-                "{}{}{}",
+                "{}{}{}{}",
                 output::describe(&environment, Timestamp::now()),
+                output::apps_section(&apps),
                 output::databases_section(&databases),
                 output::redis_section(&servers)
             );

@@ -477,6 +477,8 @@ async fn reconcile_app(app: &App, context: &Context, writes: &mut u64) -> Result
 
     // Apply.
     let mut applied: BTreeSet<(String, String)> = BTreeSet::new();
+    // Written just now: the cached copies, and their pods, are of the spec before.
+    let mut updated: BTreeSet<(String, String)> = BTreeSet::new();
     for (resource, object) in &rendered.objects {
         let kind = context
             .kinds
@@ -485,21 +487,23 @@ async fn reconcile_app(app: &App, context: &Context, writes: &mut u64) -> Result
         let Some(kind) = kind else { continue };
         let object_name = object.name_any();
         applied.insert((resource.kind.clone(), object_name.clone()));
-        *writes += u64::from(
-            apply_with(
-                &context.client,
-                &kind.store,
-                FIELD_MANAGER,
-                object.clone(),
-                &kind.resource,
-            )
-            .await
-            .map_err(|source| Error::Apply {
-                kind: resource.kind.clone(),
-                name: object_name,
-                source,
-            })?,
-        );
+        let wrote = apply_with(
+            &context.client,
+            &kind.store,
+            FIELD_MANAGER,
+            object.clone(),
+            &kind.resource,
+        )
+        .await
+        .map_err(|source| Error::Apply {
+            kind: resource.kind.clone(),
+            name: object_name.clone(),
+            source,
+        })?;
+        if wrote {
+            updated.insert((resource.kind.clone(), object_name));
+        }
+        *writes += u64::from(wrote);
     }
     if let Some(database) = &rendered.postgresql {
         *writes += u64::from(
@@ -567,8 +571,11 @@ async fn reconcile_app(app: &App, context: &Context, writes: &mut u64) -> Result
                 &ObjectRef::new_with(&object.name_any(), kind.resource.clone()).within(&namespace),
             )
         });
+        let just_updated = updated.contains(&(resource.kind.clone(), object.name_any()));
+        let current = current.filter(|_| !just_updated);
         let (ready, waiting) = match &current {
             Some(current) => readiness(&resource.kind, current),
+            None if just_updated => (false, "being updated".to_owned()),
             None => (false, "being created".to_owned()),
         };
         let mut entry = AppObject {

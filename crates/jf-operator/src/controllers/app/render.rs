@@ -96,14 +96,6 @@ pub fn host(app: &str, environment: &Environment) -> String {
 }
 
 /// Where the pod spec of a workload is, by kind.
-fn pod_spec_pointer(kind: &str) -> Option<&'static str> {
-    match kind {
-        "Deployment" | "StatefulSet" | "Job" => Some("/spec/template/spec"),
-        "CronJob" => Some("/spec/jobTemplate/spec/template/spec"),
-        _ => None,
-    }
-}
-
 fn pod_template_pointer(kind: &str) -> Option<&'static str> {
     match kind {
         "Deployment" | "StatefulSet" | "Job" => Some("/spec/template"),
@@ -176,7 +168,6 @@ pub fn render(
 
     let mut objects = Vec::new();
     let mut seen = BTreeSet::new();
-    let mut containers = BTreeSet::new();
     for (index, manifest) in blueprint.spec.resources.iter().enumerate() {
         let mut manifest = manifest.clone();
         let api_version = manifest["apiVersion"]
@@ -224,7 +215,7 @@ pub fn render(
         object_labels.extend(labels.clone());
         metadata["labels"] = json!(object_labels);
 
-        if let Some(pointer) = pod_spec_pointer(&kind)
+        if let Some(pointer) = jf_api::blueprint::pod_spec_pointer(&kind)
             && let Some(pod) = manifest.pointer_mut(pointer)
         {
             for list in ["containers", "initContainers"] {
@@ -234,12 +225,11 @@ pub fn render(
                     .into_iter()
                     .flatten()
                 {
-                    let container_name = container["name"].as_str().unwrap_or_default().to_owned();
-                    if let Some(image) = app.spec.images.get(&container_name) {
+                    let container_name = container["name"].as_str().unwrap_or_default();
+                    if let Some(image) = app.spec.images.get(container_name) {
                         container["image"] = json!(image);
                     }
                     canonical_resources(container);
-                    containers.insert(container_name);
                 }
             }
         }
@@ -263,6 +253,7 @@ pub fn render(
             serde_json::from_value(manifest).map_err(|_| RenderError::Unnamed { index })?;
         objects.push((resource, object));
     }
+    let containers = blueprint.containers();
     if let Some(container) = app
         .spec
         .images
