@@ -89,6 +89,8 @@ pub enum Error {
         message: String,
         /// The object at fault, as `Kind name`, when the status names one.
         object: Option<(String, String)>,
+        /// The Blueprint deployed.
+        blueprint: String,
     },
     #[error("app \"{name}\" was deleted while waiting for it")]
     Deleted { environment: String, name: String },
@@ -127,6 +129,7 @@ impl Error {
             )
         };
         match self {
+            Self::Environment(error) => error.hint(),
             Self::BlueprintNotFound { .. } => {
                 Some("run `jf blueprints` to see what can be deployed".to_owned())
             }
@@ -170,10 +173,11 @@ impl Error {
                 name,
                 reason,
                 object,
+                blueprint,
                 ..
             } => Some(not_ready_hint(
                 environment,
-                name,
+                (name, blueprint),
                 reason,
                 object.as_ref().map(|(_, name)| name.as_str()),
             )),
@@ -187,12 +191,17 @@ impl Error {
 }
 
 /// What to do about an App that is not ready for `reason`.
-fn not_ready_hint(environment: &str, app: &str, reason: &str, object: Option<&str>) -> String {
+fn not_ready_hint(
+    environment: &str,
+    (app, blueprint): (&str, &str),
+    reason: &str,
+    object: Option<&str>,
+) -> String {
     let workload = object.unwrap_or("WORKLOAD");
     match reason {
         "ImagePullBackOff" => format!(
             "check the image's name and tag, and that the cluster may pull it; deploy another \
-             with `jf deploy {environment} BLUEPRINT --image CONTAINER=IMAGE`"
+             with `jf deploy {environment} {blueprint} --image CONTAINER=IMAGE`"
         ),
         "CrashLoopBackOff" => format!("see why with `jf logs {environment} {workload}`"),
         "Unschedulable" => "no node has room for its pods: lower their requests in the \
@@ -574,6 +583,7 @@ async fn watch_ready(
                     reason,
                     message,
                     object,
+                    blueprint: deployed.app.spec.blueprint.clone(),
                 });
             }
             Progress::Waiting => {
@@ -821,6 +831,7 @@ mod tests {
             reason: "CrashLoopBackOff".to_owned(),
             message: "Deployment logistics-worker: container worker keeps crashing".to_owned(),
             object: Some(("Deployment".to_owned(), "logistics-worker".to_owned())),
+            blueprint: "logistics-api".to_owned(),
         };
         assert_eq!(
             error.hint().as_deref(),

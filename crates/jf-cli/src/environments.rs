@@ -113,11 +113,11 @@ impl Error {
                  `jf status NAME` shows an environment you are a user of"
                     .to_owned(),
             ),
-            Self::Delete { source, .. } if forbidden(source) => Some(
-                "deleting environments needs the developer role; ask your platform team for it"
-                    .to_owned(),
-            ),
-            Self::Get { name, source } | Self::Update { name, source } if forbidden(source) => {
+            Self::Get { name, source }
+            | Self::Update { name, source }
+            | Self::Delete { name, source }
+                if forbidden(source) =>
+            {
                 Some(format!(
                     "only the users of environment \"{name}\" may use it; \
                  ask one of them to run `jf users add {name} YOUR-USER-NAME`"

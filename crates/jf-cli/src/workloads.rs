@@ -110,6 +110,7 @@ impl Error {
     /// What the user can do about it, if anything.
     pub fn hint(&self) -> Option<String> {
         match self {
+            Self::Environment(error) => error.hint(),
             Self::Read {
                 environment,
                 source,

@@ -417,6 +417,11 @@ fn config_hash(context: &Context, namespace: &str, app: &str) -> String {
 }
 
 async fn reconcile_app(app: &App, context: &Context, writes: &mut u64) -> Result<Action, Error> {
+    // Being deleted: the garbage collector removes what it owns; applying now would only
+    // make it again.
+    if app.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
     let name = app.name_any();
     let namespace = app.namespace().unwrap_or_default();
     let mut status = AppStatus {

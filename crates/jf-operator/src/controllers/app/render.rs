@@ -150,7 +150,12 @@ pub fn render(
     environment: &Environment,
 ) -> Result<Rendered, RenderError> {
     let name = app.name_any();
-    let owner = app.controller_owner_ref(&());
+    // Blocking the owner's deletion: `jf undeploy` deletes the App in the foreground, so it is
+    // gone only once everything it deployed is.
+    let owner = app.controller_owner_ref(&()).map(|mut owner| {
+        owner.block_owner_deletion = Some(true);
+        owner
+    });
     let app_host = host(&name, environment);
     let variables = [
         ("environment", environment.name.as_str()),

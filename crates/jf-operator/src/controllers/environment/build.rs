@@ -188,7 +188,7 @@ pub fn children(
                     "apiGroups": [jf_api::GROUP],
                     "resources": ["environments"],
                     "resourceNames": [name],
-                    "verbs": ["get", "list", "watch", "patch", "update"],
+                    "verbs": ["get", "list", "watch", "patch", "update", "delete"],
                 }],
             }))?,
             cluster_role_binding: object(json!({
@@ -304,7 +304,7 @@ mod tests {
                 "metadata": {"name": "jf-env-fix-bug", "labels": labels, "ownerReferences": owner},
                 "rules": [{
                     "apiGroups": ["jango-fett.dev"], "resources": ["environments"],
-                    "resourceNames": ["fix-bug"], "verbs": ["get", "list", "watch", "patch", "update"]
+                    "resourceNames": ["fix-bug"], "verbs": ["get", "list", "watch", "patch", "update", "delete"]
                 }]
             })
         );

@@ -635,14 +635,6 @@ async fn cleanup(
             source,
         })?;
     let uid = environment.uid().unwrap_or_default();
-    // The RBAC naming this Environment goes at once rather than when the garbage collector
-    // gets to it, so that nobody keeps rights on a name that may be taken again.
-    let role = naming::environment_cluster_role(&environment.name_any());
-    *writes += u64::from(
-        remove_cluster_scoped(context, &context.caches.cluster_role_bindings, &role).await?,
-    );
-    *writes +=
-        u64::from(remove_cluster_scoped(context, &context.caches.cluster_roles, &role).await?);
     match namespace {
         Some(namespace)
             if namespace
@@ -675,6 +667,17 @@ async fn cleanup(
         }
         // Gone, or never ours: nothing of this environment is left.
         _ => {
+            // The RBAC naming this Environment goes before the name is free again, rather
+            // than when the garbage collector gets to it, so that nobody keeps rights on a
+            // name that may be taken again. Until then its users may follow the deletion.
+            let role = naming::environment_cluster_role(&environment.name_any());
+            *writes += u64::from(
+                remove_cluster_scoped(context, &context.caches.cluster_role_bindings, &role)
+                    .await?,
+            );
+            *writes += u64::from(
+                remove_cluster_scoped(context, &context.caches.cluster_roles, &role).await?,
+            );
             let finalizers = environment
                 .finalizers()
                 .iter()
