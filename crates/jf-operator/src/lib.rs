@@ -3,6 +3,7 @@
 
 pub mod controllers;
 pub mod http;
+pub mod leader;
 pub mod postgres;
 pub mod quantity;
 pub mod settings;
@@ -15,6 +16,9 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 
 pub use settings::Settings;
+
+/// How long the controllers may take to stop after SIGTERM.
+const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Runs the operator until SIGTERM or SIGINT.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -38,18 +42,46 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         health.clone(),
         wait_for(stopped.clone()),
     ));
+    // Alive and ready at once; a replica waiting for the Lease is a healthy standby.
+    health.ready.store(true, Ordering::Relaxed);
+    let mut elector = settings
+        .leader_election
+        .enabled
+        .then(|| leader::Elector::new(client.clone(), &settings.leader_election));
+    if elector.is_none() {
+        tracing::info!("leader election is off: this replica runs the controllers");
+    }
+    if let Some(elector) = &mut elector {
+        tokio::select! {
+            acquired = elector.acquire() => acquired?,
+            signal = shutdown_signal() => {
+                signal?;
+                tracing::info!("stopped before becoming the leader");
+                let _ = stop.send(true);
+                server.await.context("the HTTP server panicked")??;
+                return Ok(());
+            }
+        }
+    }
+    let lost = async {
+        match &mut elector {
+            Some(elector) => elector.keep().await,
+            None => std::future::pending().await,
+        }
+    };
+
     let (postgres, endpoint) = postgres_server(&settings.postgres, &metrics)?;
     if postgres.is_none() {
         tracing::warn!("no --postgres-admin-url: PostgreSQL resources will report NotConfigured");
     }
-    let environments = tokio::spawn(controllers::environment::run(
+    let mut environments = tokio::spawn(controllers::environment::run(
         client.clone(),
         settings.environments.clone(),
         metrics.clone(),
         tokio::sync::broadcast::channel(1).0,
         wait_for(stopped.clone()),
     ));
-    let databases = tokio::spawn(controllers::postgresql::run(
+    let mut databases = tokio::spawn(controllers::postgresql::run(
         client.clone(),
         settings.postgres.clone(),
         postgres,
@@ -58,40 +90,56 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tokio::sync::broadcast::channel(1).0,
         wait_for(stopped.clone()),
     ));
-    let redis = tokio::spawn(controllers::redis::run(
+    let mut redis = tokio::spawn(controllers::redis::run(
         client.clone(),
         settings.redis.clone(),
         metrics.clone(),
         tokio::sync::broadcast::channel(1).0,
         wait_for(stopped.clone()),
     ));
-    let apps = tokio::spawn(controllers::app::run(
+    let mut apps = tokio::spawn(controllers::app::run(
         client,
         settings.environments.clone(),
         metrics,
         tokio::sync::broadcast::channel(1).0,
         wait_for(stopped.clone()),
     ));
-    health.ready.store(true, Ordering::Relaxed);
 
     let result = tokio::select! {
         signal = shutdown_signal() => signal,
-        finished = environments => finished
+        lost = lost => Err(lost).context("stopping: another replica may lead now"),
+        finished = &mut environments => finished
             .context("the environment controller panicked")?
             .context("the environment controller stopped"),
-        finished = databases => finished
+        finished = &mut databases => finished
             .context("the PostgreSQL controller panicked")?
             .context("the PostgreSQL controller stopped"),
-        finished = redis => finished
+        finished = &mut redis => finished
             .context("the Redis controller panicked")?
             .context("the Redis controller stopped"),
-        finished = apps => finished
+        finished = &mut apps => finished
             .context("the App controller panicked")?
             .context("the App controller stopped"),
     };
     tracing::info!("shutting down");
     health.ready.store(false, Ordering::Relaxed);
     let _ = stop.send(true);
+    // The controllers stop with `stop` (a reconciliation under way finishes); only then may
+    // another replica lead.
+    let stopping = async {
+        for controller in [environments, databases, redis, apps] {
+            if !controller.is_finished() {
+                let _ = controller.await;
+            }
+        }
+    };
+    if tokio::time::timeout(STOP_TIMEOUT, stopping).await.is_err() {
+        tracing::warn!("the controllers did not stop in {STOP_TIMEOUT:?}");
+    } else if result.is_ok()
+        && let Some(elector) = &mut elector
+    {
+        elector.release().await;
+    }
     server.await.context("the HTTP server panicked")??;
     result
 }

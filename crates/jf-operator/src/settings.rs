@@ -22,6 +22,9 @@ pub struct Settings {
     pub log: String,
 
     #[command(flatten)]
+    pub leader_election: LeaderElectionSettings,
+
+    #[command(flatten)]
     pub environments: EnvironmentSettings,
 
     #[command(flatten)]
@@ -29,6 +32,51 @@ pub struct Settings {
 
     #[command(flatten)]
     pub redis: RedisSettings,
+}
+
+/// Leader election, so that several replicas can run and only one reconciles.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LeaderElectionSettings {
+    /// Run the controllers only while holding the Lease; `false` for a single replica.
+    #[arg(long = "leader-election", env = "JF_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub enabled: bool,
+
+    /// Namespace of the Lease (in a cluster, the operator's own).
+    #[arg(
+        long = "leader-election-namespace",
+        env = "JF_LEADER_ELECTION_NAMESPACE",
+        default_value = "default"
+    )]
+    pub namespace: String,
+
+    /// Name of the Lease.
+    #[arg(
+        long = "leader-election-id",
+        env = "JF_LEADER_ELECTION_ID",
+        default_value = "jango-fett-operator"
+    )]
+    pub id: String,
+
+    /// This replica's name in the Lease (in a cluster, its pod's); the host name and process
+    /// id by default.
+    #[arg(long = "identity", env = "JF_IDENTITY")]
+    pub identity: Option<String>,
+
+    /// How long the Lease lasts without renewal before another replica takes over.
+    #[arg(long = "lease-duration", env = "JF_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: std::time::Duration,
+}
+
+impl LeaderElectionSettings {
+    /// This replica's name in the Lease.
+    pub fn identity(&self) -> String {
+        self.identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|host| host.trim().to_owned())
+                .unwrap_or_else(|_| "jango-fett-operator".to_owned());
+            format!("{host}-{}", std::process::id())
+        })
+    }
 }
 
 /// How Environments are turned into namespaces.

@@ -1,11 +1,15 @@
 //! The `jango-fett-operator` binary against the local cluster: it connects, serves its health
-//! and metrics endpoints, and stops cleanly on SIGTERM.
+//! and metrics endpoints, stops cleanly on SIGTERM, and of two replicas only the leader
+//! reconciles, the other taking over when it dies or steps down.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
-use jf_testkit::{cluster, eventually};
+use jf_api::conditions;
+use jf_api::{Environment, EnvironmentSpec};
+use jf_testkit::{cluster, eventually, eventually_within};
+use k8s_openapi::api::coordination::v1::Lease;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 async fn http_get(address: SocketAddr, path: &str) -> anyhow::Result<String> {
@@ -56,6 +60,7 @@ async fn serves_health_and_metrics_then_stops_on_sigterm() -> anyhow::Result<()>
     let mut operator = Operator(
         Command::new(env!("CARGO_BIN_EXE_jango-fett-operator"))
             .args(["--http-address", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--leader-election-id", &jf_testkit::unique_name("lease")])
             .env("KUBECONFIG", cluster.kubeconfig())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -102,5 +107,160 @@ async fn serves_health_and_metrics_then_stops_on_sigterm() -> anyhow::Result<()>
     )?;
     let status = tokio::task::spawn_blocking(move || operator.0.wait()).await??;
     assert!(status.success(), "exit status {status}");
+    Ok(())
+}
+
+/// An operator process of a leader election test, with its HTTP address.
+struct Candidate {
+    operator: Operator,
+    address: SocketAddr,
+}
+
+/// Starts an operator that competes for `lease` as `identity`.
+async fn candidate(lease: &str, identity: &str) -> anyhow::Result<Candidate> {
+    let cluster = cluster().await;
+    let mut operator = Operator(
+        Command::new(env!("CARGO_BIN_EXE_jango-fett-operator"))
+            .args(["--http-address", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--leader-election-id", lease, "--identity", identity])
+            .args([
+                "--lease-duration",
+                &format!("{}s", LEASE_DURATION.as_secs()),
+            ])
+            .env("KUBECONFIG", cluster.kubeconfig())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let stdout = operator.0.stdout.take().expect("piped stdout");
+    let (announce, announced) = tokio::sync::oneshot::channel::<SocketAddr>();
+    std::thread::spawn(move || {
+        let mut announce = Some(announce);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let address = serde_json::from_str::<serde_json::Value>(&line)
+                .ok()
+                .and_then(|line| line.get("address")?.as_str()?.parse().ok());
+            if let Some(address) = address
+                && let Some(announce) = announce.take()
+            {
+                let _ = announce.send(address);
+            }
+        }
+    });
+    Ok(Candidate {
+        operator,
+        address: announced.await?,
+    })
+}
+
+const LEASE_DURATION: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// The Lease's holder, if any.
+async fn holder(leases: &kube::Api<Lease>, lease: &str) -> anyhow::Result<Option<String>> {
+    Ok(leases
+        .get_opt(lease)
+        .await?
+        .and_then(|lease| lease.spec?.holder_identity))
+}
+
+/// How many Environment reconciliations an operator has run.
+async fn environment_reconciles(candidate: &Candidate) -> anyhow::Result<u64> {
+    let metrics = http_get(candidate.address, "/metrics").await?;
+    Ok(metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("jango_fett_reconciles_total{kind=\"Environment\"} ")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0))
+}
+
+async fn ready_environment(client: &kube::Client) -> anyhow::Result<String> {
+    let name = jf_testkit::unique_name("leader");
+    let environments: kube::Api<Environment> = kube::Api::all(client.clone());
+    environments
+        .create(
+            &Default::default(),
+            &Environment::new(&name, EnvironmentSpec::default()),
+        )
+        .await?;
+    eventually("the environment to be ready", || async {
+        let environment = environments.get(&name).await?;
+        let status = environment.status.unwrap_or_default();
+        anyhow::ensure!(
+            conditions::is_ready(&status.conditions, environment.metadata.generation),
+            "{:?}",
+            status.phase
+        );
+        Ok(())
+    })
+    .await;
+    Ok(name)
+}
+
+#[tokio::test]
+async fn only_the_leader_reconciles_and_another_takes_over() -> anyhow::Result<()> {
+    let client = cluster().await.client().await?;
+    jf_testkit::install_crds(&client).await?;
+    let lease = jf_testkit::unique_name("lease");
+    let leases: kube::Api<Lease> = kube::Api::namespaced(client.clone(), "default");
+
+    let mut first = candidate(&lease, "first").await?;
+    eventually("the first replica to lead", || async {
+        anyhow::ensure!(holder(&leases, &lease).await?.as_deref() == Some("first"));
+        Ok(())
+    })
+    .await;
+    let second = candidate(&lease, "second").await?;
+    // Both are healthy and ready; only the leader reconciles.
+    for replica in [&first, &second] {
+        let ready = http_get(replica.address, "/readyz").await?;
+        assert!(ready.starts_with("HTTP/1.0 200"), "{ready}");
+    }
+    ready_environment(&client).await?;
+    assert!(environment_reconciles(&first).await? > 0);
+    assert_eq!(
+        environment_reconciles(&second).await?,
+        0,
+        "the standby reconciles nothing"
+    );
+    assert_eq!(holder(&leases, &lease).await?.as_deref(), Some("first"));
+
+    // The leader dies without a word: the standby leads once the Lease has run out.
+    first.operator.0.kill()?;
+    first.operator.0.wait()?;
+    eventually_within(
+        LEASE_DURATION + std::time::Duration::from_secs(5),
+        "the second replica to lead within the lease duration and 5 s",
+        || async {
+            anyhow::ensure!(holder(&leases, &lease).await?.as_deref() == Some("second"));
+            Ok(())
+        },
+    )
+    .await;
+    ready_environment(&client).await?;
+    assert!(environment_reconciles(&second).await? > 0);
+
+    // A leader told to stop gives the Lease up at once: a new replica leads without waiting
+    // for it to run out.
+    let mut second = second;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(second.operator.0.id())?),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
+    let status = tokio::task::spawn_blocking(move || second.operator.0.wait()).await??;
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(holder(&leases, &lease).await?, None, "released");
+    let _third = candidate(&lease, "third").await?;
+    eventually_within(
+        std::time::Duration::from_secs(3),
+        "a new replica to lead at once",
+        || async {
+            anyhow::ensure!(holder(&leases, &lease).await?.as_deref() == Some("third"));
+            Ok(())
+        },
+    )
+    .await;
     Ok(())
 }

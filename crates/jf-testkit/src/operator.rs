@@ -124,15 +124,29 @@ async fn start(cluster: &LocalCluster, arguments: &[&str]) -> Result<OperatorPro
         .1;
     let (lifeline, log_file) = spawn_tied(&binary, cluster, arguments, &log)?;
     drop(log_file);
-    // The operator logs the address it serves on once it is up.
+    // The operator logs the address it serves on once it is up, then that it runs the
+    // controllers (a Lease left by an operator killed earlier may keep it waiting a while).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let address = text
+        let lines: Vec<serde_json::Value> = text
             .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect();
+        let address = lines
+            .iter()
             .find_map(|line| line.get("address")?.as_str()?.parse().ok());
-        if let Some(http_address) = address {
+        let leading = lines.iter().any(|line| {
+            line.pointer("/fields/message")
+                .or_else(|| line.get("message"))
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|message| {
+                    message == "became the leader" || message.starts_with("leader election is off")
+                })
+        });
+        if let Some(http_address) = address
+            && leading
+        {
             return Ok(OperatorProcess {
                 http_address,
                 log,
