@@ -63,6 +63,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }
         }
     }
+    metrics.set_leader(true);
     let lost = async {
         match &mut elector {
             Some(elector) => elector.keep().await,
@@ -100,7 +101,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut apps = tokio::spawn(controllers::app::run(
         client,
         settings.environments.clone(),
-        metrics,
+        metrics.clone(),
         tokio::sync::broadcast::channel(1).0,
         wait_for(stopped.clone()),
     ));
@@ -122,6 +123,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .context("the App controller stopped"),
     };
     tracing::info!("shutting down");
+    metrics.set_leader(false);
     health.ready.store(false, Ordering::Relaxed);
     let _ = stop.send(true);
     // The controllers stop with `stop` (a reconciliation under way finishes); only then may

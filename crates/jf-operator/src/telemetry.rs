@@ -45,6 +45,16 @@ pub struct ErrorLabels {
 
 type HistogramFamily = Family<KindLabels, Histogram, fn() -> Histogram>;
 
+/// A reconciliation running; see [`Metrics::in_flight`].
+#[derive(Debug)]
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// The operator's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -54,6 +64,8 @@ pub struct Metrics {
     durations: HistogramFamily,
     writes: Family<KindLabels, Counter>,
     sql: HistogramFamily,
+    in_flight: Family<KindLabels, Gauge>,
+    leader: Gauge,
 }
 
 impl Metrics {
@@ -98,14 +110,40 @@ impl Metrics {
             "How long statements to the shared PostgreSQL server take, by kind of statement",
             sql.clone(),
         );
+        let in_flight = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "reconciles_in_flight",
+            "Reconciliations running now, by kind: the part of the work queue being worked on",
+            in_flight.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the Lease and runs the controllers",
+            leader.clone(),
+        );
         Arc::new(Self {
             registry,
+            in_flight,
+            leader,
             reconciles,
             errors,
             durations,
             writes,
             sql,
         })
+    }
+
+    /// Counts a reconciliation as running until the guard is dropped.
+    pub fn in_flight(&self, kind: &'static str) -> InFlight {
+        let gauge = self.in_flight.get_or_create(&KindLabels { kind }).clone();
+        gauge.inc();
+        InFlight(gauge)
+    }
+
+    /// Whether this replica leads.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     pub fn reconciled(&self, kind: &'static str, duration: Duration) {

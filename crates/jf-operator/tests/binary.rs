@@ -110,46 +110,74 @@ async fn serves_health_and_metrics_then_stops_on_sigterm() -> anyhow::Result<()>
     Ok(())
 }
 
-/// An operator process of a leader election test, with its HTTP address.
+/// An operator process started by a test, with its HTTP address and its log so far.
 struct Candidate {
     operator: Operator,
     address: SocketAddr,
+    log: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
 }
 
-/// Starts an operator that competes for `lease` as `identity`.
+impl Candidate {
+    /// The JSON log lines so far.
+    fn log(&self) -> Vec<serde_json::Value> {
+        self.log.lock().map(|log| log.clone()).unwrap_or_default()
+    }
+}
+
+/// Starts an operator that competes for `lease` as `identity`, with `arguments` added.
 async fn candidate(lease: &str, identity: &str) -> anyhow::Result<Candidate> {
+    operator_with(&[
+        "--leader-election-id",
+        lease,
+        "--identity",
+        identity,
+        "--lease-duration",
+        &format!("{}s", LEASE_DURATION.as_secs()),
+    ])
+    .await
+}
+
+/// Starts the operator with `arguments` added to its command line and the local PostgreSQL
+/// server configured.
+async fn operator_with(arguments: &[&str]) -> anyhow::Result<Candidate> {
     let cluster = cluster().await;
     let mut operator = Operator(
         Command::new(env!("CARGO_BIN_EXE_jango-fett-operator"))
             .args(["--http-address", "127.0.0.1:0", "--log-format", "json"])
-            .args(["--leader-election-id", lease, "--identity", identity])
-            .args([
-                "--lease-duration",
-                &format!("{}s", LEASE_DURATION.as_secs()),
-            ])
+            .args(arguments)
             .env("KUBECONFIG", cluster.kubeconfig())
+            .env("JF_POSTGRES_ADMIN_URL", cluster.postgres_admin_url())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?,
     );
     let stdout = operator.0.stdout.take().expect("piped stdout");
     let (announce, announced) = tokio::sync::oneshot::channel::<SocketAddr>();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let lines = log.clone();
     std::thread::spawn(move || {
         let mut announce = Some(announce);
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let address = serde_json::from_str::<serde_json::Value>(&line)
-                .ok()
-                .and_then(|line| line.get("address")?.as_str()?.parse().ok());
+            let Ok(line) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            let address = line
+                .get("address")
+                .and_then(|address| address.as_str()?.parse().ok());
             if let Some(address) = address
                 && let Some(announce) = announce.take()
             {
                 let _ = announce.send(address);
+            }
+            if let Ok(mut lines) = lines.lock() {
+                lines.push(line);
             }
         }
     });
     Ok(Candidate {
         operator,
         address: announced.await?,
+        log,
     })
 }
 
@@ -214,9 +242,14 @@ async fn only_the_leader_reconciles_and_another_takes_over() -> anyhow::Result<(
     .await;
     let second = candidate(&lease, "second").await?;
     // Both are healthy and ready; only the leader reconciles.
-    for replica in [&first, &second] {
+    for (replica, leading) in [(&first, 1), (&second, 0)] {
         let ready = http_get(replica.address, "/readyz").await?;
         assert!(ready.starts_with("HTTP/1.0 200"), "{ready}");
+        let metrics = http_get(replica.address, "/metrics").await?;
+        assert!(
+            metrics.contains(&format!("\njango_fett_leader {leading}\n")),
+            "{metrics}"
+        );
     }
     ready_environment(&client).await?;
     assert!(environment_reconciles(&first).await? > 0);
@@ -262,5 +295,180 @@ async fn only_the_leader_reconciles_and_another_takes_over() -> anyhow::Result<(
         },
     )
     .await;
+    Ok(())
+}
+
+/// The resource versions of an environment's objects: the Environment, its per-environment
+/// RBAC and everything in its namespace that Jango Fett made or deployed.
+async fn versions(
+    client: &kube::Client,
+    environment: &str,
+    namespace: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    use kube::ResourceExt as _;
+    use kube::api::{ApiResource, DynamicObject, ListParams};
+    use kube::core::GroupVersionKind;
+    let mut versions = std::collections::BTreeMap::new();
+    let mut record = |kind: &str, object: &DynamicObject| {
+        versions.insert(
+            format!("{kind}/{}", object.name_any()),
+            object.resource_version().unwrap_or_default(),
+        );
+    };
+    let gvk =
+        |group, version, kind| ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+    let role = format!("jf-env-{environment}");
+    let cluster_scoped = [
+        (ApiResource::erase::<Environment>(&()), environment),
+        (gvk("", "v1", "Namespace"), namespace),
+        (
+            gvk("rbac.authorization.k8s.io", "v1", "ClusterRole"),
+            role.as_str(),
+        ),
+        (
+            gvk("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding"),
+            role.as_str(),
+        ),
+    ];
+    for (resource, name) in cluster_scoped {
+        let object = kube::Api::<DynamicObject>::all_with(client.clone(), &resource)
+            .get(name)
+            .await?;
+        record(&resource.kind, &object);
+    }
+    let namespaced = [
+        ApiResource::erase::<jf_api::App>(&()),
+        ApiResource::erase::<jf_api::PostgreSQL>(&()),
+        ApiResource::erase::<jf_api::Redis>(&()),
+        gvk("apps", "v1", "Deployment"),
+        gvk("apps", "v1", "StatefulSet"),
+        gvk("", "v1", "Service"),
+        gvk("", "v1", "ConfigMap"),
+        gvk("", "v1", "Secret"),
+        gvk("networking.k8s.io", "v1", "Ingress"),
+        gvk("networking.k8s.io", "v1", "NetworkPolicy"),
+        gvk("rbac.authorization.k8s.io", "v1", "RoleBinding"),
+    ];
+    for resource in namespaced {
+        let objects =
+            kube::Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource)
+                .list(&ListParams::default())
+                .await?;
+        for object in &objects.items {
+            record(&resource.kind, object);
+        }
+    }
+    Ok(versions)
+}
+
+#[tokio::test]
+async fn a_restarted_operator_writes_nothing_over_what_exists() -> anyhow::Result<()> {
+    use jf_api::{App, AppSpec, Blueprint};
+    use kube::api::{Patch, PatchParams, PostParams};
+
+    let client = cluster().await.client().await?;
+    jf_testkit::install_crds(&client).await?;
+    let lease = jf_testkit::unique_name("lease");
+    let arguments = [
+        "--leader-election-id",
+        lease.as_str(),
+        "--log",
+        "info,jf_operator=debug",
+    ];
+    let first = operator_with(&arguments).await?;
+
+    // An environment with the logistics App, its database and its Redis, all ready.
+    let mut blueprint: Blueprint = serde_saphyr::from_str(include_str!(
+        "../../../deploy/examples/logistics/blueprint.yaml"
+    ))?;
+    let blueprint_name = jf_testkit::unique_name("logistics");
+    blueprint.metadata.name = Some(blueprint_name.clone());
+    kube::Api::<Blueprint>::all(client.clone())
+        .patch(
+            &blueprint_name,
+            &PatchParams::apply("jf-tests").force(),
+            &Patch::Apply(&blueprint),
+        )
+        .await?;
+    let environment = ready_environment(&client).await?;
+    let namespace = format!("jf-{environment}");
+    let apps: kube::Api<App> = kube::Api::namespaced(client.clone(), &namespace);
+    apps.create(
+        &PostParams::default(),
+        &App::new(
+            "logistics-api",
+            AppSpec {
+                blueprint: blueprint_name,
+                ..AppSpec::default()
+            },
+        ),
+    )
+    .await?;
+    eventually_within(
+        std::time::Duration::from_secs(60),
+        "the App to be ready",
+        || async {
+            let app = apps.get("logistics-api").await?;
+            let status = app.status.unwrap_or_default();
+            anyhow::ensure!(
+                conditions::is_ready(&status.conditions, app.metadata.generation),
+                "{:?}",
+                conditions::find(&status.conditions, conditions::READY)
+            );
+            Ok(())
+        },
+    )
+    .await;
+    let mut first = first;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(first.operator.0.id())?),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
+    tokio::task::spawn_blocking(move || first.operator.0.wait()).await??;
+    let before = versions(&client, &environment, &namespace).await?;
+
+    // A new operator reconciles each of them once it has synced, and writes nothing.
+    let second = operator_with(&arguments).await?;
+    let reconciled = |field: &str, name: &str| {
+        let log = second.log();
+        log.iter()
+            .filter(|line| line.get("message").and_then(|m| m.as_str()) == Some("reconciled"))
+            .filter(|line| {
+                line.pointer(&format!("/span/{field}"))
+                    .and_then(|value| value.as_str())
+                    == Some(name)
+                    && line
+                        .pointer("/span/namespace")
+                        .and_then(|value| value.as_str())
+                        .is_none_or(|in_namespace| in_namespace == namespace)
+            })
+            .map(|line| line.get("writes").and_then(serde_json::Value::as_u64))
+            .collect::<Vec<_>>()
+    };
+    eventually("the new operator to reconcile every object", || async {
+        for (field, name) in [
+            ("environment", environment.as_str()),
+            ("app", "logistics-api"),
+            ("postgresql", "logistics-api"),
+            ("redis", "logistics-api"),
+        ] {
+            let writes = reconciled(field, name);
+            anyhow::ensure!(!writes.is_empty(), "{field} {name} not reconciled yet");
+            anyhow::ensure!(
+                writes.iter().all(|writes| *writes == Some(0)),
+                "{field} {name} reconciled with writes: {writes:?}; applied: {:?}",
+                second
+                    .log()
+                    .iter()
+                    .filter(|line| line.get("message").and_then(|m| m.as_str()) == Some("applying"))
+                    .collect::<Vec<_>>()
+            );
+        }
+        Ok(())
+    })
+    .await;
+    let after = versions(&client, &environment, &namespace).await?;
+    assert_eq!(before, after, "no object changed");
+    assert!(before.len() > 15, "{before:?}");
     Ok(())
 }

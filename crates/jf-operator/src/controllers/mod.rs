@@ -100,20 +100,45 @@ pub fn stamp<K: Resource + Serialize>(mut object: K) -> K {
 
 /// Whether every field of `desired` has the same value in `actual` (which may have more).
 pub fn is_subset(desired: &Value, actual: &Value) -> bool {
+    difference(desired, actual).is_none()
+}
+
+/// Where `desired` is first not a subset of `actual`, as a path such as
+/// `spec.template.spec.containers[0].image`; none when it is a subset.
+pub fn difference(desired: &Value, actual: &Value) -> Option<String> {
     match (desired, actual) {
-        (Value::Object(desired), Value::Object(actual)) => desired.iter().all(|(key, value)| {
-            actual
-                .get(key)
-                .is_some_and(|actual| is_subset(value, actual))
-        }),
+        (Value::Object(desired), Value::Object(actual)) => desired
+            .iter()
+            .find_map(|(key, value)| match actual.get(key) {
+                None => Some(key.clone()),
+                Some(actual) => difference(value, actual).map(|path| {
+                    if path.starts_with('[') {
+                        format!("{key}{path}")
+                    } else {
+                        format!("{key}.{path}")
+                    }
+                }),
+            })
+            .map(|path| path.trim_end_matches('.').to_owned()),
         (Value::Array(desired), Value::Array(actual)) => {
-            desired.len() == actual.len()
-                && desired
-                    .iter()
-                    .zip(actual)
-                    .all(|(desired, actual)| is_subset(desired, actual))
+            if desired.len() != actual.len() {
+                return Some(String::new());
+            }
+            desired
+                .iter()
+                .zip(actual)
+                .enumerate()
+                .find_map(|(index, (desired, actual))| {
+                    difference(desired, actual).map(|path| {
+                        if path.is_empty() || path.starts_with('[') {
+                            format!("[{index}]{path}")
+                        } else {
+                            format!("[{index}].{path}")
+                        }
+                    })
+                })
         }
-        (desired, actual) => desired == actual,
+        (desired, actual) => (desired != actual).then(String::new),
     }
 }
 
@@ -151,13 +176,24 @@ where
     if let Some(namespace) = &namespace {
         key = key.within(namespace);
     }
-    if let Some(current) = store.get(&key) {
-        let desired_value = serde_json::to_value(&desired).unwrap_or(Value::Null);
-        let current_value = serde_json::to_value(current.as_ref()).unwrap_or(Value::Null);
-        if is_subset(&desired_value, &current_value) {
-            return Ok(false);
+    let differs = match store.get(&key) {
+        Some(current) => {
+            let mut desired_value = serde_json::to_value(&desired).unwrap_or(Value::Null);
+            // Objects listed by a watcher carry no apiVersion or kind; the store's type says
+            // them anyway.
+            if let Some(fields) = desired_value.as_object_mut() {
+                fields.remove("apiVersion");
+                fields.remove("kind");
+            }
+            let current_value = serde_json::to_value(current.as_ref()).unwrap_or(Value::Null);
+            let Some(path) = difference(&desired_value, &current_value) else {
+                return Ok(false);
+            };
+            path
         }
-    }
+        None => "(not in the cache)".to_owned(),
+    };
+    tracing::debug!(kind = %K::kind(dynamic_type), name, namespace, differs, "applying");
     // Built by hand rather than with `Api`, whose constructors are split by scope.
     let request = kube::core::Request::new(K::url_path(dynamic_type, namespace.as_deref()))
         .patch(
@@ -185,6 +221,16 @@ mod tests {
         assert!(!is_subset(&json!({"b": {"c": [1]}}), &actual));
         assert!(!is_subset(&json!({"a": 2}), &actual));
         assert!(!is_subset(&json!({"x": null}), &actual));
+        assert_eq!(
+            difference(&json!({"b": {"c": [1, {"d": 3}]}}), &actual).as_deref(),
+            Some("b.c[1].d")
+        );
+        assert_eq!(
+            difference(&json!({"b": {"c": [1]}}), &actual).as_deref(),
+            Some("b.c")
+        );
+        assert_eq!(difference(&json!({"x": 1}), &actual).as_deref(), Some("x"));
+        assert_eq!(difference(&json!({"a": 1}), &actual), None);
     }
 
     #[test]

@@ -225,17 +225,27 @@ pub fn is_forbidden<T>(result: &Result<T, kube::Error>) -> bool {
     matches!(result, Err(kube::Error::Api(status)) if status.code == 403)
 }
 
+/// How long the garbage collector may take, counting its discovery resync.
+const GARBAGE_COLLECTION: std::time::Duration = std::time::Duration::from_secs(75);
+
 /// Waits until the object `get` reads is gone.
 pub async fn gone<T, F, Fut>(what: &str, get: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<T, kube::Error>>,
 {
-    eventually(&format!("{what} to be gone"), || async {
-        let result = get().await;
-        ensure!(is_not_found(&result), "still there");
-        Ok(())
-    })
+    // The garbage collector learns of a new custom resource kind on its discovery resync,
+    // every 30 s: on a cluster whose CRDs were just installed, what such an owner owned may
+    // wait that long.
+    jf_testkit::eventually_within(
+        GARBAGE_COLLECTION,
+        &format!("{what} to be gone"),
+        || async {
+            let result = get().await;
+            ensure!(is_not_found(&result), "still there");
+            Ok(())
+        },
+    )
     .await;
 }
 

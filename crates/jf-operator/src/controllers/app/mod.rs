@@ -314,6 +314,7 @@ fn related_apps(apps: &Store<App>, object: &DynamicObject) -> Vec<ObjectRef<App>
 #[instrument(skip_all, fields(namespace = %app.namespace().unwrap_or_default(), app = %app.name_any()))]
 async fn reconcile(app: Arc<App>, context: Arc<Context>) -> Result<Action, Error> {
     let _ = context.caches_ready.clone().wait_for(|ready| *ready).await;
+    let _in_flight = context.metrics.in_flight(KIND);
     let started = Instant::now();
     let mut writes = 0;
     let result = reconcile_app(&app, &context, &mut writes).await;

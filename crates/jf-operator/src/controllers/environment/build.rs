@@ -119,6 +119,8 @@ pub fn children(
             |group| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}),
         ))
         .collect();
+    // None rather than empty: the API server stores no list, and the cached copy must match.
+    let subjects = (!subjects.is_empty()).then_some(subjects);
     let own_role = naming::environment_cluster_role(&name);
 
     let mut namespace_metadata = metadata(&namespace, false);

@@ -260,6 +260,7 @@ fn owner<K: Resource>(child: K) -> Option<ObjectRef<Environment>> {
 async fn reconcile(environment: Arc<Environment>, context: Arc<Context>) -> Result<Action, Error> {
     debug!("reconciling");
     let _ = context.caches_ready.clone().wait_for(|ready| *ready).await;
+    let _in_flight = context.metrics.in_flight(KIND);
     let started = Instant::now();
     let mut writes = 0;
     let result = if environment.meta().deletion_timestamp.is_some() {

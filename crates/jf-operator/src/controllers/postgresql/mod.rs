@@ -175,6 +175,7 @@ async fn reconcile<S: Server>(
     context: Arc<Context<S>>,
 ) -> Result<Action, Error> {
     let _ = context.caches_ready.clone().wait_for(|ready| *ready).await;
+    let _in_flight = context.metrics.in_flight(KIND);
     let started = Instant::now();
     let mut writes = 0;
     let result = if resource.meta().deletion_timestamp.is_some() {

@@ -217,6 +217,7 @@ pub async fn run(
 #[instrument(skip_all, fields(namespace = %resource.namespace().unwrap_or_default(), redis = %resource.name_any()))]
 async fn reconcile(resource: Arc<Redis>, context: Arc<Context>) -> Result<Action, Error> {
     let _ = context.caches_ready.clone().wait_for(|ready| *ready).await;
+    let _in_flight = context.metrics.in_flight(KIND);
     let started = Instant::now();
     let mut writes = 0;
     // Being deleted: the garbage collector deletes the children.
