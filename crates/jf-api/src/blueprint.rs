@@ -2,7 +2,7 @@
 //! platform team from the same manifests as production. An `App` deploys one into an
 //! environment.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -40,6 +40,7 @@ pub const ALLOWED_KINDS: [&str; 8] = [
         json_path = ".spec.description"
     ),
     printcolumn(name = "Exposes", type_ = "string", json_path = ".spec.expose.service"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -127,13 +128,14 @@ pub struct Expose {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct BlueprintStatus {
-    /// The Apps deployed from this Blueprint, by namespace.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub apps: BTreeMap<String, Vec<String>>,
-
+    /// `Ready` is true when the Blueprint can be deployed; if not, its message says why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+
+    /// The generation of the spec these observations are about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
 }
 
 /// The schema of `spec.resources`: whole Kubernetes objects, each of an allowed kind.
@@ -194,6 +196,37 @@ pub fn pod_spec_pointer(kind: &str) -> Option<&'static str> {
 }
 
 impl Blueprint {
+    /// Why the Blueprint cannot be deployed, beyond what admission checks: a resource whose
+    /// `apiVersion` and `kind` are each allowed but not together, or two resources of the same
+    /// kind and name.
+    pub fn problem(&self) -> Option<String> {
+        let mut seen = BTreeSet::new();
+        for (index, resource) in self.spec.resources.iter().enumerate() {
+            let field = |name: &str| {
+                resource
+                    .get(name)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            };
+            let (api_version, kind) = (field("apiVersion"), field("kind"));
+            if !ALLOWED_KINDS.contains(&format!("{api_version}/{kind}").as_str()) {
+                return Some(format!(
+                    "spec.resources[{index}]: {kind} ({api_version}) is not allowed in a Blueprint"
+                ));
+            }
+            let name = resource
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if !seen.insert((kind, name)) {
+                return Some(format!(
+                    "spec.resources[{index}]: a second {kind} named {name:?}"
+                ));
+            }
+        }
+        None
+    }
+
     /// The names of the containers (and init containers) of every workload: what an App's
     /// `images` may name.
     pub fn containers(&self) -> BTreeSet<String> {
@@ -280,6 +313,33 @@ mod tests {
         );
         let deployments: Vec<&str> = blueprint.resources_of("apps/v1/Deployment").collect();
         assert_eq!(deployments, ["api", "worker"]);
+    }
+
+    #[test]
+    fn problems_admission_cannot_see() {
+        let blueprint = |resources: Vec<Value>| {
+            Blueprint::new(
+                "api",
+                BlueprintSpec {
+                    resources,
+                    ..BlueprintSpec::default()
+                },
+            )
+        };
+        let deployment =
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api"}});
+        assert_eq!(blueprint(vec![deployment.clone()]).problem(), None);
+        assert_eq!(
+            blueprint(vec![deployment.clone(), deployment]).problem(),
+            Some("spec.resources[1]: a second Deployment named \"api\"".to_owned())
+        );
+        assert_eq!(
+            blueprint(vec![
+                json!({"apiVersion": "v1", "kind": "Deployment", "metadata": {"name": "api"}})
+            ])
+            .problem(),
+            Some("spec.resources[0]: Deployment (v1) is not allowed in a Blueprint".to_owned())
+        );
     }
 
     #[test]

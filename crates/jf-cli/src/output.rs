@@ -401,7 +401,8 @@ pub fn apps_section(listing: &apps::Listing) -> String {
     text
 }
 
-/// The table of `jf blueprints`: NAME, WORKLOADS, DEPENDENCIES, EXPOSES, AGE, DESCRIPTION.
+/// The table of `jf blueprints`: NAME, READY, WORKLOADS, DEPENDENCIES, EXPOSES, AGE,
+/// DESCRIPTION.
 pub fn blueprints_table(blueprints: &[Blueprint], now: Timestamp) -> String {
     let rows: Vec<Vec<String>> = blueprints
         .iter()
@@ -421,8 +422,14 @@ pub fn blueprints_table(blueprints: &[Blueprint], now: Timestamp) -> String {
             if blueprint.spec.redis.is_some() {
                 dependencies.push("Redis".to_owned());
             }
+            let ready = blueprint
+                .status
+                .as_ref()
+                .and_then(|status| conditions::find(&status.conditions, READY))
+                .map_or_else(|| "-".to_owned(), |condition| condition.status.clone());
             vec![
                 blueprint.name_any(),
+                ready,
                 or_dash(Some(workloads.join(","))),
                 or_dash(Some(dependencies.join(", "))),
                 or_dash(
@@ -445,6 +452,7 @@ pub fn blueprints_table(blueprints: &[Blueprint], now: Timestamp) -> String {
     table(
         &[
             "NAME",
+            "READY",
             "WORKLOADS",
             "DEPENDENCIES",
             "EXPOSES",

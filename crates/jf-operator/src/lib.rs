@@ -98,6 +98,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tokio::sync::broadcast::channel(1).0,
         wait_for(stopped.clone()),
     ));
+    let mut blueprints = tokio::spawn(controllers::blueprint::run(
+        client.clone(),
+        metrics.clone(),
+        wait_for(stopped.clone()),
+    ));
     let mut apps = tokio::spawn(controllers::app::run(
         client,
         settings.environments.clone(),
@@ -118,6 +123,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         finished = &mut redis => finished
             .context("the Redis controller panicked")?
             .context("the Redis controller stopped"),
+        finished = &mut blueprints => finished
+            .context("the Blueprint controller panicked")?
+            .context("the Blueprint controller stopped"),
         finished = &mut apps => finished
             .context("the App controller panicked")?
             .context("the App controller stopped"),
@@ -129,7 +137,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // The controllers stop with `stop` (a reconciliation under way finishes); only then may
     // another replica lead.
     let stopping = async {
-        for controller in [environments, databases, redis, apps] {
+        for controller in [environments, databases, redis, blueprints, apps] {
             if !controller.is_finished() {
                 let _ = controller.await;
             }

@@ -425,3 +425,50 @@ async fn a_sleeping_environment_keeps_its_apps_at_zero() -> anyhow::Result<()> {
     app_reason(&client, &namespace, "logistics-api", "Ready").await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_blueprint_says_whether_it_can_be_deployed() -> anyhow::Result<()> {
+    let client = admin().await;
+    let name = unique_name("logistics");
+    let mut blueprint = logistics(&name)?;
+    publish(&client, &blueprint).await?;
+    let blueprints: Api<Blueprint> = Api::all(client.clone());
+    let verdict = |reason: &'static str| {
+        let blueprints = blueprints.clone();
+        let name = name.clone();
+        async move {
+            eventually(&format!("blueprint {name} to be {reason}"), || async {
+                let blueprint = blueprints.get(&name).await?;
+                let status = blueprint.status.unwrap_or_default();
+                let condition = conditions::find(&status.conditions, READY).cloned();
+                ensure!(
+                    condition
+                        .as_ref()
+                        .is_some_and(|condition| condition.reason == reason)
+                        && status.observed_generation == blueprint.metadata.generation,
+                    "{condition:?}"
+                );
+                Ok(condition
+                    .map(|condition| condition.message)
+                    .unwrap_or_default())
+            })
+            .await
+        }
+    };
+    let message = verdict("Published").await;
+    assert!(
+        message.contains(&format!("jf deploy ENV {name}")),
+        "{message}"
+    );
+
+    // Two ConfigMaps of one name: admission cannot see it; the status says it.
+    let settings = blueprint.spec.resources[3].clone();
+    blueprint.spec.resources.push(settings);
+    publish(&client, &blueprint).await?;
+    let message = verdict("InvalidBlueprint").await;
+    assert_eq!(
+        message,
+        "spec.resources[4]: a second ConfigMap named \"logistics-settings\""
+    );
+    Ok(())
+}

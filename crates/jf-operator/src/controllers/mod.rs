@@ -2,6 +2,7 @@
 //! no write when the object is already as desired, and label-selected caches of children.
 
 pub mod app;
+pub mod blueprint;
 pub mod environment;
 pub mod postgresql;
 pub mod redis;

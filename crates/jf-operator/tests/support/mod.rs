@@ -101,7 +101,7 @@ pub async fn operator() -> &'static Operator {
                     let (server, endpoint) =
                         jf_operator::postgres_server(&postgres_settings, &metrics)
                             .expect("a PostgreSQL server");
-                    let (environments, databases, redis, apps) = futures::join!(
+                    let (environments, databases, redis, blueprints, apps) = futures::join!(
                         environment::run(
                             client.clone(),
                             EnvironmentSettings::default(),
@@ -125,6 +125,11 @@ pub async fn operator() -> &'static Operator {
                             redis_sender,
                             std::future::pending(),
                         ),
+                        jf_operator::controllers::blueprint::run(
+                            client.clone(),
+                            metrics.clone(),
+                            std::future::pending(),
+                        ),
                         app::run(
                             client,
                             EnvironmentSettings::default(),
@@ -136,6 +141,7 @@ pub async fn operator() -> &'static Operator {
                     environments.expect("the environment controller runs");
                     databases.expect("the PostgreSQL controller runs");
                     redis.expect("the Redis controller runs");
+                    blueprints.expect("the Blueprint controller runs");
                     apps.expect("the App controller runs");
                 });
             });

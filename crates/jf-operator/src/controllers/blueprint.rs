@@ -1,0 +1,211 @@
+//! The Blueprint controller: a Blueprint has no children, only a verdict. Admission refuses
+//! what its schema can see; this checks the rest (a resource whose `apiVersion` and `kind` are
+//! each allowed but not together, two resources of one kind and name) and says so in
+//! `Ready`, with a Warning Event, before anyone deploys it.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt as _;
+use jf_api::Blueprint;
+use jf_api::blueprint::BlueprintStatus;
+use jf_api::conditions::{self, READY};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt as _};
+use serde_json::json;
+use tracing::{instrument, warn};
+
+use super::describe;
+use crate::telemetry::Metrics;
+
+/// The field manager of the Blueprint controller's writes.
+pub const FIELD_MANAGER: &str = "jango-fett-blueprint";
+
+const KIND: &str = "Blueprint";
+
+#[derive(Debug, thiserror::Error)]
+#[error("failed to write the status")]
+pub struct Error(#[source] kube::Error);
+
+struct Context {
+    client: Client,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+}
+
+/// The status a Blueprint should have.
+pub fn status(blueprint: &Blueprint) -> BlueprintStatus {
+    let generation = blueprint.meta().generation;
+    let mut status = blueprint.status.clone().unwrap_or_default();
+    status.observed_generation = generation;
+    let condition = match blueprint.problem() {
+        None => conditions::condition(
+            READY,
+            true,
+            "Published",
+            format!(
+                "{} resources; deploy it with `jf deploy ENV {}`",
+                blueprint.spec.resources.len(),
+                blueprint.name_any()
+            ),
+            generation,
+        ),
+        Some(problem) => {
+            conditions::condition(READY, false, "InvalidBlueprint", problem, generation)
+        }
+    };
+    conditions::set(&mut status.conditions, condition);
+    status
+}
+
+/// Runs the controller until `shutdown` completes.
+pub async fn run(
+    client: Client,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    let blueprints: Api<Blueprint> = Api::all(client.clone());
+    blueprints
+        .list_metadata(&ListParams::default().limit(1))
+        .await
+        .map_err(|error| {
+            anyhow::anyhow!("cannot list Blueprints; are the CRDs installed? {error}")
+        })?;
+    let context = Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "jango-fett-operator".to_owned(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
+        client,
+        metrics,
+    });
+    Controller::new(blueprints, watcher::Config::default().any_semantic())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(error = %describe(&error), "blueprint controller");
+            }
+        })
+        .await;
+    Ok(())
+}
+
+#[instrument(skip_all, fields(blueprint = %blueprint.name_any()))]
+async fn reconcile(blueprint: Arc<Blueprint>, context: Arc<Context>) -> Result<Action, Error> {
+    let _in_flight = context.metrics.in_flight(KIND);
+    let started = Instant::now();
+    let status = status(&blueprint);
+    let mut writes = 0;
+    let result = if blueprint.status.as_ref() == Some(&status) {
+        Ok(())
+    } else {
+        write(&blueprint, &context, &status).await
+    };
+    if result.is_ok() && blueprint.status.as_ref() != Some(&status) {
+        writes += 1;
+        let was_ready = blueprint
+            .status
+            .as_ref()
+            .and_then(|status| conditions::find(&status.conditions, READY))
+            .map(|condition| (condition.status.clone(), condition.message.clone()));
+        if let Some(condition) = conditions::find(&status.conditions, READY)
+            && condition.status == "False"
+            && was_ready != Some((condition.status.clone(), condition.message.clone()))
+        {
+            let event = Event {
+                type_: EventType::Warning,
+                reason: condition.reason.clone(),
+                note: Some(condition.message.clone()),
+                action: "Validate".to_owned(),
+                secondary: None,
+            };
+            if let Err(error) = context
+                .recorder
+                .publish(&event, &blueprint.object_ref(&()))
+                .await
+            {
+                warn!(error = %error, "failed to record an event");
+            }
+        }
+    }
+    context.metrics.reconciled(KIND, started.elapsed());
+    context.metrics.wrote(KIND, writes);
+    if result.is_err() {
+        context.metrics.failed(KIND, "StatusFailed");
+    }
+    result.map(|()| Action::await_change())
+}
+
+async fn write(
+    blueprint: &Blueprint,
+    context: &Context,
+    status: &BlueprintStatus,
+) -> Result<(), Error> {
+    let patch = json!({
+        "apiVersion": Blueprint::api_version(&()),
+        "kind": KIND,
+        "status": status,
+    });
+    Api::<Blueprint>::all(context.client.clone())
+        .patch_status(
+            &blueprint.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map(|_| ())
+        .map_err(Error)
+}
+
+fn error_policy(_blueprint: Arc<Blueprint>, _error: &Error, _context: Arc<Context>) -> Action {
+    Action::requeue(std::time::Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use jf_api::BlueprintSpec;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn ready_unless_there_is_a_problem_and_stable_once_written() {
+        let deployment =
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api"}});
+        let mut blueprint = Blueprint::new(
+            "api",
+            BlueprintSpec {
+                resources: vec![deployment.clone()],
+                ..BlueprintSpec::default()
+            },
+        );
+        blueprint.metadata.generation = Some(1);
+        let published = status(&blueprint);
+        let ready = conditions::find(&published.conditions, READY).expect("Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", "Published")
+        );
+        assert_eq!(published.observed_generation, Some(1));
+        blueprint.status = Some(published.clone());
+        assert_eq!(status(&blueprint), published, "nothing more to write");
+
+        blueprint.spec.resources.push(deployment);
+        blueprint.metadata.generation = Some(2);
+        let invalid = status(&blueprint);
+        let ready = conditions::find(&invalid.conditions, READY).expect("Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "InvalidBlueprint")
+        );
+        assert!(ready.message.contains("a second Deployment"));
+    }
+}
