@@ -52,3 +52,50 @@ wait_timeout() {
   done
   ! kill -0 "$pid" 2>/dev/null
 }
+
+# Building Go programs from the Go module proxy (dev/build-control-plane, dev/build-helm).
+
+# go_build_environment: no toolchain downloads, static binaries, module mode outside a module.
+go_build_environment() {
+  export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+  export GOPROXY=${GOPROXY:-https://proxy.golang.org,direct}
+}
+
+# need_go WHAT: dies with a hint when Go is missing; only called when something must be built.
+need_go() {
+  command -v go >/dev/null 2>&1 ||
+    die "Go is not installed; it is needed to build $1" \
+      "install Go 1.26 or newer (https://go.dev/dl) and put it on PATH"
+  go_version=$(go env GOVERSION) # go1.26.8
+  go_version=${go_version#go}
+}
+
+# version_ge A B: A >= B, both dotted versions without a leading "v".
+version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n 1)" = "$2" ]; }
+
+# resolve MODULE VERSION: prints VERSION if the proxy has it, else the newest patch of its minor.
+resolve() {
+  local module=$1 version=$2 minor newest
+  if go list -m -json "$module@$version" >/dev/null 2>&1; then
+    echo "$version"
+    return
+  fi
+  minor=$(echo "$version" | cut -d. -f1-2)
+  newest=$(go list -m -versions "$module" 2>/dev/null | tr ' ' '\n' | grep -E "^${minor//./\\.}\.[0-9]+$" | sort -V | tail -n 1 || true)
+  [ -n "$newest" ] || die "$module $version is not on the Go module proxy, nor any ${minor}.x" \
+    "check the network access to $GOPROXY"
+  info "$module $version does not resolve; using $newest, the newest patch of $minor" >&2
+  echo "$newest"
+}
+
+# module_file MODULE@VERSION FIELD: downloads the module and prints the path of its GoMod or Dir.
+module_file() { go mod download -json "$1" | sed -n "s/^\t\"$2\": \"\(.*\)\",\{0,1\}$/\1/p"; }
+
+# require_go GOMOD WHAT: dies when the local Go is older than the module's go line.
+require_go() {
+  local wanted
+  wanted=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$1")
+  version_ge "$go_version" "$wanted" ||
+    die "Go $wanted or newer is needed to build $2 (found go$go_version)" \
+      "install a newer Go from https://go.dev/dl; downloads of toolchains are disabled (GOTOOLCHAIN=local)"
+}

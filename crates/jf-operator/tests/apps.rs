@@ -265,14 +265,34 @@ async fn blueprint_changes_propagate_and_dropped_resources_go() -> anyhow::Resul
         Ok(())
     })
     .await;
-    let app = app_reason(&client, &namespace, "logistics-api", "Ready").await;
-    assert!(
-        !app.status
-            .unwrap_or_default()
-            .objects
-            .iter()
-            .any(|object| object.name == "logistics-worker")
-    );
+    // The App's status follows the Blueprint's latest generation.
+    let generation = Api::<Blueprint>::all(client.clone())
+        .get(&blueprint.name_any())
+        .await?
+        .metadata
+        .generation;
+    let apps: Api<App> = Api::namespaced(client.clone(), &namespace);
+    eventually("the App to be ready with the new Blueprint", || async {
+        let app = apps.get("logistics-api").await?;
+        let status = app.status.unwrap_or_default();
+        ensure!(
+            status.blueprint_generation == generation
+                && conditions::is_ready(&status.conditions, app.metadata.generation),
+            "{:?} {:?}",
+            status.blueprint_generation,
+            conditions::find(&status.conditions, READY)
+        );
+        ensure!(
+            !status
+                .objects
+                .iter()
+                .any(|object| object.name == "logistics-worker"),
+            "{:?}",
+            status.objects
+        );
+        Ok(())
+    })
+    .await;
     Ok(())
 }
 

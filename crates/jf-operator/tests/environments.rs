@@ -122,6 +122,23 @@ async fn lifecycle_create_ready_update_delete() -> anyhow::Result<()> {
     })
     .await;
 
+    // Another role: a binding's role cannot change in place, so it is made again.
+    environments
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &merge(json!({"spec": {"role": "view"}})),
+        )
+        .await?;
+    eventually("the users' binding to grant view", || async {
+        let binding = bindings.get("jf-users").await?;
+        ensure!(binding.role_ref.name == "view", "{:?}", binding.role_ref);
+        ensure!(binding.subjects.unwrap_or_default()[0].name == "alice");
+        Ok(())
+    })
+    .await;
+    ready(&client, &name).await;
+
     // Delete: the Environment stays, Terminating, until its namespace is gone.
     environments.delete(&name, &DeleteParams::default()).await?;
     let terminating = with_reason(&client, &name, "Terminating").await;

@@ -34,7 +34,10 @@ pub use cluster::{
     ClusterInfo, IMAGE_THAT_CRASH_LOOPS, IMAGE_THAT_FAILS_TO_PULL, Lifetime, LocalCluster,
     NODE_NAMES, SIMULATED_LOG_START,
 };
-pub use operator::{OperatorProcess, install_crds, operator};
+pub use operator::{
+    OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, OperatorProcess, install_crds,
+    install_operator_rbac, operator, operator_kubeconfig,
+};
 
 /// The environment variable naming a running cluster's directory for tests to reuse.
 pub const CLUSTER_VARIABLE: &str = "JF_TEST_CLUSTER";

@@ -111,8 +111,116 @@ pub fn operator_binary() -> Result<PathBuf, Error> {
     }
 }
 
+/// The operator's install (`kubectl apply -k deploy/` renders it from the Helm chart): its
+/// namespace, ServiceAccount and RBAC are what the end-to-end tests run the operator with.
+const INSTALL: &str = include_str!("../../../deploy/operator/install.yaml");
+
+/// The namespace of the operator's install.
+pub const OPERATOR_NAMESPACE: &str = "jango-fett-system";
+
+/// The operator's ServiceAccount in the install.
+pub const OPERATOR_SERVICE_ACCOUNT: &str = "jango-fett-operator";
+
+/// Applies the namespace, the ServiceAccount and the RBAC of the operator's install: exactly
+/// the permissions a cluster that installs it gives it.
+pub async fn install_operator_rbac(client: &Client) -> Result<(), Error> {
+    use kube::api::{ApiResource, DynamicObject};
+    use kube::core::GroupVersionKind;
+    let params = PatchParams::apply("jf-testkit").force();
+    let objects = serde_saphyr::from_multiple::<DynamicObject>(INSTALL).map_err(|error| {
+        Error::io(
+            "deploy/operator/install.yaml is not valid",
+            std::io::Error::other(error.to_string()),
+        )
+    })?;
+    for object in objects {
+        let Some(types) = &object.types else { continue };
+        let (group, version) = types
+            .api_version
+            .rsplit_once('/')
+            .unwrap_or(("", types.api_version.as_str()));
+        if !matches!(
+            types.kind.as_str(),
+            "Namespace"
+                | "ServiceAccount"
+                | "ClusterRole"
+                | "ClusterRoleBinding"
+                | "Role"
+                | "RoleBinding"
+        ) {
+            continue;
+        }
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &types.kind));
+        let api: Api<DynamicObject> = match object.metadata.namespace.as_deref() {
+            Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        let name = object.metadata.name.clone().unwrap_or_default();
+        api.patch(&name, &params, &Patch::Apply(&object)).await?;
+    }
+    Ok(())
+}
+
+/// A kubeconfig for the operator's ServiceAccount, with a token from the TokenRequest API, as
+/// a pod of the install would have.
+pub async fn operator_kubeconfig(cluster: &LocalCluster) -> Result<PathBuf, Error> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let client = cluster.client().await?;
+    install_operator_rbac(&client).await?;
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(24 * 3600),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    let token = Api::<ServiceAccount>::namespaced(client, OPERATOR_NAMESPACE)
+        .create_token_request(OPERATOR_SERVICE_ACCOUNT, &Default::default(), &request)
+        .await?
+        .status
+        .and_then(|status| status.token)
+        .unwrap_or_default();
+    let invalid = |error: kube::config::KubeconfigError| {
+        Error::io(
+            "failed to write the operator's kubeconfig",
+            std::io::Error::other(error.to_string()),
+        )
+    };
+    let mut kubeconfig =
+        kube::config::Kubeconfig::read_from(cluster.kubeconfig()).map_err(invalid)?;
+    for named in &mut kubeconfig.auth_infos {
+        named.name = OPERATOR_SERVICE_ACCOUNT.to_owned();
+        named.auth_info = Some(kube::config::AuthInfo {
+            token: Some(token.clone().into()),
+            ..kube::config::AuthInfo::default()
+        });
+    }
+    for context in &mut kubeconfig.contexts {
+        if let Some(context) = &mut context.context {
+            context.user = Some(OPERATOR_SERVICE_ACCOUNT.to_owned());
+        }
+    }
+    let path = std::env::temp_dir().join(format!(
+        "jango-fett-operator-{}.kubeconfig",
+        std::process::id()
+    ));
+    // JSON is YAML. The token is a test cluster's, short-lived.
+    let text = serde_json::to_vec(&kubeconfig).map_err(|error| {
+        Error::io(
+            "failed to write the operator's kubeconfig",
+            std::io::Error::other(error.to_string()),
+        )
+    })?;
+    std::fs::write(&path, text)
+        .map_err(|source| Error::io("failed to write the operator's kubeconfig", source))?;
+    Ok(path)
+}
+
 async fn start(cluster: &LocalCluster, arguments: &[&str]) -> Result<OperatorProcess, Error> {
     install_crds(&cluster.client().await?).await?;
+    // It runs as the install's ServiceAccount: a permission missing from deploy/ fails a test.
+    let kubeconfig = operator_kubeconfig(cluster).await?;
     let binary = operator_binary()?;
     let log = tempfile::Builder::new()
         .prefix("jango-fett-operator-")
@@ -122,7 +230,7 @@ async fn start(cluster: &LocalCluster, arguments: &[&str]) -> Result<OperatorPro
         .keep()
         .map_err(|error| Error::io("failed to keep the operator's log", error.error))?
         .1;
-    let (lifeline, log_file) = spawn_tied(&binary, cluster, arguments, &log)?;
+    let (lifeline, log_file) = spawn_tied(&binary, cluster, &kubeconfig, arguments, &log)?;
     drop(log_file);
     // The operator logs the address it serves on once it is up, then that it runs the
     // controllers (a Lease left by an operator killed earlier may keep it waiting a while).
@@ -168,6 +276,7 @@ async fn start(cluster: &LocalCluster, arguments: &[&str]) -> Result<OperatorPro
 fn spawn_tied(
     binary: &Path,
     cluster: &LocalCluster,
+    kubeconfig: &Path,
     arguments: &[&str],
     log: &Path,
 ) -> Result<(std::process::ChildStdin, std::fs::File), Error> {
@@ -182,8 +291,9 @@ fn spawn_tied(
         .arg("jango-fett-operator")
         .arg(binary)
         .args(["--http-address", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--leader-election-namespace", OPERATOR_NAMESPACE])
         .args(arguments)
-        .env("KUBECONFIG", cluster.kubeconfig())
+        .env("KUBECONFIG", kubeconfig)
         .env("JF_POSTGRES_ADMIN_URL", cluster.postgres_admin_url())
         .stdin(Stdio::piped())
         .stdout(

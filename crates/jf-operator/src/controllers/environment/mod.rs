@@ -468,18 +468,24 @@ async fn apply_environment(
         }
     }
 
-    // Apply: the namespace first, then everything in it and the cluster-scoped RBAC at once.
+    // Apply: the namespace first, then everything in it and the cluster-scoped RBAC at once
+    // (the ClusterRole before its binding, which RBAC checks against it).
     *writes +=
         u64::from(apply_child(context, &context.caches.namespaces, children.namespace).await?);
     let caches = &context.caches;
-    let results = futures::join!(
-        apply_child(context, &caches.cluster_roles, children.cluster_role),
-        apply_child(
+    let own_rbac = async {
+        let role = apply_child(context, &caches.cluster_roles, children.cluster_role).await?;
+        let binding = apply_child(
             context,
             &caches.cluster_role_bindings,
-            children.cluster_role_binding
-        ),
-        apply_child(context, &caches.role_bindings, children.role_binding),
+            children.cluster_role_binding,
+        )
+        .await?;
+        Ok::<bool, Error>(role || binding)
+    };
+    let results = futures::join!(
+        own_rbac,
+        apply_role_binding(context, children.role_binding),
         apply_child(context, &caches.config_maps, children.config_map),
         apply_child(context, &caches.network_policies, children.network_policy),
         apply_or_remove(
@@ -498,7 +504,7 @@ async fn apply_environment(
         ),
     );
     for result in [
-        results.0, results.1, results.2, results.3, results.4, results.5, results.6,
+        results.0, results.1, results.2, results.3, results.4, results.5,
     ] {
         *writes += u64::from(result?);
     }
@@ -734,6 +740,44 @@ where
             name,
             source,
         })
+}
+
+/// Applies the users' RoleBinding. Its role cannot change in place (`roleRef` is immutable):
+/// when `spec.role` changed, the binding is deleted first and made again.
+async fn apply_role_binding(context: &Context, desired: RoleBinding) -> Result<bool, Error> {
+    let store = &context.caches.role_bindings;
+    let namespace = desired.namespace().unwrap_or_default();
+    let name = desired.name_any();
+    let current = store.get(&ObjectRef::new(&name).within(&namespace));
+    if let Some(current) = current
+        && current.role_ref.name != desired.role_ref.name
+    {
+        ignore_not_found(
+            Api::<RoleBinding>::namespaced(context.client.clone(), &namespace)
+                .delete(&name, &DeleteParams::default())
+                .await,
+        )
+        .map_err(|source| Error::Delete {
+            kind: "RoleBinding".to_owned(),
+            name: name.clone(),
+            source,
+        })?;
+        // The cached copy is the old one: applied without comparing.
+        Api::<RoleBinding>::namespaced(context.client.clone(), &namespace)
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&super::stamp(desired)),
+            )
+            .await
+            .map_err(|source| Error::Apply {
+                kind: "RoleBinding".to_owned(),
+                name,
+                source,
+            })?;
+        return Ok(true);
+    }
+    apply_child(context, store, desired).await
 }
 
 /// Applies `desired`, or deletes our object of that name when nothing is desired.
