@@ -5,14 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::pin::pin;
-use std::time::Duration;
 
 use futures::StreamExt as _;
 use jf_api::conditions::{self, READY};
 use jf_api::{App, AppObject, Blueprint, Environment};
 use k8s_openapi::jiff::SignedDuration;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::watcher::watch_object;
 use kube::{Client, Resource as _, ResourceExt as _};
 use serde_json::json;
 
@@ -120,6 +118,19 @@ pub enum Error {
 }
 
 impl Error {
+    fn unfollowable(unfollowable: wait::Unfollowable, environment: &str, name: &str) -> Self {
+        let name = name.to_owned();
+        match unfollowable {
+            wait::Unfollowable::Ended => Self::WatchEnded { name },
+            wait::Unfollowable::NoResourceVersion => Self::NoResourceVersion { name },
+            wait::Unfollowable::Failed(source) => Self::Watch {
+                environment: environment.to_owned(),
+                name,
+                source,
+            },
+        }
+    }
+
     /// What the user can do about it, if anything.
     pub fn hint(&self) -> Option<String> {
         let not_a_user = |environment: &str| {
@@ -539,35 +550,15 @@ async fn watch_ready(
     let name = deployed.app.name_any();
     let generation = deployed.app.meta().generation;
     let environment = deployed.environment.clone();
-    // The watcher lists before it watches, so the state before the wait counts too.
-    let mut events = pin!(watch_object(api(client, &deployed.namespace), &name));
-    let mut pause = Duration::from_millis(100);
+    let mut states = pin!(wait::follow(api(client, &deployed.namespace), &name));
     loop {
-        // The watcher's stream does not end; should it, nothing more can be learned.
-        let Some(event) = events.next().await else {
-            return Err(Error::WatchEnded { name });
-        };
-        let app = match event {
-            Ok(app) => app,
-            Err(error) => {
-                let Some(source) = wait::api_error(error) else {
-                    return Err(Error::NoResourceVersion { name });
-                };
-                if source.is_permanent() {
-                    return Err(Error::Watch {
-                        environment,
-                        name,
-                        source,
-                    });
-                }
-                // Anything else may pass (a dropped connection, an expired resource version):
-                // the watcher starts again on the next poll.
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
-                continue;
+        let app = match states.next().await {
+            Some(Ok(app)) => app,
+            Some(Err(unfollowable)) => {
+                return Err(Error::unfollowable(unfollowable, &environment, &name));
             }
+            None => return Err(Error::WatchEnded { name }),
         };
-        pause = Duration::from_millis(100);
         match progress(app.as_ref(), generation) {
             Progress::Ready => return Ok(app.unwrap_or_default()),
             Progress::Deleted => return Err(Error::Deleted { environment, name }),
@@ -606,27 +597,13 @@ pub async fn until_gone(
 ) -> Result<(), Error> {
     let timeout = arguments.timeout;
     let gone = async {
-        let mut events = pin!(watch_object(api(client, namespace), name));
-        let mut pause = Duration::from_millis(100);
-        while let Some(event) = events.next().await {
-            match event {
+        let mut states = pin!(wait::follow(api(client, namespace), name));
+        while let Some(state) = states.next().await {
+            match state {
                 Ok(None) => return Ok(()),
-                Ok(Some(_)) => pause = Duration::from_millis(100),
-                Err(error) => {
-                    let Some(source) = wait::api_error(error) else {
-                        return Err(Error::NoResourceVersion {
-                            name: name.to_owned(),
-                        });
-                    };
-                    if source.is_permanent() {
-                        return Err(Error::Watch {
-                            environment: environment.to_owned(),
-                            name: name.to_owned(),
-                            source,
-                        });
-                    }
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
+                Ok(Some(_)) => {}
+                Err(unfollowable) => {
+                    return Err(Error::unfollowable(unfollowable, environment, name));
                 }
             }
         }

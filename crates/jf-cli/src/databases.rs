@@ -8,7 +8,6 @@
 //! which is what the wait looks for.
 
 use std::pin::pin;
-use std::time::Duration;
 
 use futures::StreamExt as _;
 use jf_api::conditions::{self, READY};
@@ -17,7 +16,6 @@ use jf_api::{Environment, PostgreSQL};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::watcher::watch_object;
 use kube::{Client, Resource as _, ResourceExt as _};
 use serde_json::{Value, json};
 
@@ -126,6 +124,19 @@ pub enum Error {
 }
 
 impl Error {
+    fn unfollowable(unfollowable: wait::Unfollowable, environment: &str, name: &str) -> Self {
+        let name = name.to_owned();
+        match unfollowable {
+            wait::Unfollowable::Ended => Self::WatchEnded { name },
+            wait::Unfollowable::NoResourceVersion => Self::NoResourceVersion { name },
+            wait::Unfollowable::Failed(source) => Self::Watch {
+                environment: environment.to_owned(),
+                name,
+                source,
+            },
+        }
+    }
+
     /// What the user can do about it, if anything.
     pub fn hint(&self) -> Option<String> {
         let not_a_user = |environment: &str| {
@@ -535,35 +546,15 @@ async fn watch_reset(
             name: name.clone(),
         },
     };
-    // The watcher lists before it watches, so the state before the wait counts too.
-    let mut events = pin!(watch_object(api(client, &request.namespace), &name));
-    let mut pause = Duration::from_millis(100);
+    let mut states = pin!(wait::follow(api(client, &request.namespace), &name));
     loop {
-        // The watcher's stream does not end; should it, nothing more can be learned.
-        let Some(event) = events.next().await else {
-            return Err(Error::WatchEnded { name: name.clone() });
-        };
-        let database = match event {
-            Ok(database) => database,
-            Err(error) => {
-                let Some(source) = wait::api_error(error) else {
-                    return Err(Error::NoResourceVersion { name: name.clone() });
-                };
-                if source.is_permanent() {
-                    return Err(Error::Watch {
-                        environment: environment.clone(),
-                        name: name.clone(),
-                        source,
-                    });
-                }
-                // Anything else may pass (a dropped connection, an expired resource version):
-                // the watcher starts again on the next poll.
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
-                continue;
+        let database = match states.next().await {
+            Some(Ok(database)) => database,
+            Some(Err(unfollowable)) => {
+                return Err(Error::unfollowable(unfollowable, &environment, &name));
             }
+            None => return Err(Error::WatchEnded { name: name.clone() }),
         };
-        pause = Duration::from_millis(100);
         // The reset is a change of spec: what the operator says is about it once it has
         // observed the new generation, so an older refusal never stops the wait.
         match (reset_progress(&request.value, database.as_ref()), database) {

@@ -12,6 +12,7 @@ use indicatif::ProgressBar;
 use jf_api::conditions::{self, READY};
 use jf_api::{Environment, EnvironmentPhase};
 use k8s_openapi::jiff::SignedDuration;
+use kube::api::Api;
 use kube::runtime::watcher::{self, watch_object};
 use kube::{Client, Resource as _};
 
@@ -252,32 +253,16 @@ async fn watch(
     goal: Goal,
     last: &mut Option<Environment>,
 ) -> Result<Option<Environment>, Error> {
-    // The watcher lists before it watches, so the state before the wait counts too.
-    let mut events = pin!(watch_object(environments::api(client), name));
-    let mut pause = Duration::from_millis(100);
-    while let Some(event) = events.next().await {
-        let environment = match event {
-            Ok(environment) => environment,
-            Err(error) => {
-                let Some(source) = api_error(error) else {
-                    return Err(Error::NoResourceVersion {
-                        name: name.to_owned(),
-                    });
-                };
-                if source.is_permanent() {
-                    return Err(Error::Watch {
-                        name: name.to_owned(),
-                        source,
-                    });
-                }
-                // Anything else may pass (a dropped connection, an expired resource version):
-                // the watcher starts again on the next poll.
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
-                continue;
+    let mut states = pin!(follow(environments::api(client), name));
+    while let Some(state) = states.next().await {
+        let environment = state.map_err(|unfollowable| {
+            let name = name.to_owned();
+            match unfollowable {
+                Unfollowable::Ended => Error::WatchEnded { name },
+                Unfollowable::NoResourceVersion => Error::NoResourceVersion { name },
+                Unfollowable::Failed(source) => Error::Watch { name, source },
             }
-        };
-        pause = Duration::from_millis(100);
+        })?;
         match progress(goal, environment.as_ref()) {
             Progress::Reached => return Ok(environment),
             Progress::Waiting => *last = environment,
@@ -295,9 +280,55 @@ async fn watch(
             }
         }
     }
-    // The watcher's stream does not end; should it, nothing more can be learned.
     Err(Error::WatchEnded {
         name: name.to_owned(),
+    })
+}
+
+/// Why following an object stopped short.
+#[derive(Debug)]
+pub enum Unfollowable {
+    /// The watch's stream ended, which it does not; nothing more can be learned.
+    Ended,
+    /// The API server sent no resource version to watch from.
+    NoResourceVersion,
+    /// An error that retrying cannot lift (forbidden, not found…).
+    Failed(ApiError),
+}
+
+/// The states of the object `name` of `api`, one after another, beginning with its current
+/// one (`None`: it does not exist), since the watcher lists before it watches. Errors that may
+/// pass (a dropped connection, an expired resource version) are retried with a backoff; the
+/// stream ends after the first that cannot.
+pub fn follow<K>(
+    api: Api<K>,
+    name: &str,
+) -> impl futures::Stream<Item = Result<Option<K>, Unfollowable>> + Send + use<K>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send,
+{
+    const FIRST_PAUSE: Duration = Duration::from_millis(100);
+    let events = watch_object(api, name).boxed();
+    futures::stream::unfold(Some((events, FIRST_PAUSE)), |state| async move {
+        let (mut events, mut pause) = state?;
+        loop {
+            let failed = match events.next().await {
+                None => Unfollowable::Ended,
+                Some(Ok(object)) => return Some((Ok(object), Some((events, FIRST_PAUSE)))),
+                Some(Err(error)) => match api_error(error) {
+                    None => Unfollowable::NoResourceVersion,
+                    Some(source) if source.is_permanent() => Unfollowable::Failed(source),
+                    Some(_) => {
+                        // The watcher starts again on the next poll.
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                },
+            };
+            return Some((Err(failed), None));
+        }
     })
 }
 

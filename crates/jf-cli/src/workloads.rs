@@ -4,14 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::pin::pin;
-use std::time::Duration;
 
 use futures::{AsyncBufReadExt as _, Stream, StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, ListParams, LogParams, Patch, PatchParams};
-use kube::runtime::watcher::watch_object;
 use kube::{Client, Resource as _, ResourceExt};
 use serde_json::json;
 
@@ -107,6 +105,19 @@ pub enum Error {
 }
 
 impl Error {
+    fn unfollowable(unfollowable: wait::Unfollowable, environment: &str, name: &str) -> Self {
+        let name = name.to_owned();
+        match unfollowable {
+            wait::Unfollowable::Ended => Self::WatchEnded { name },
+            wait::Unfollowable::NoResourceVersion => Self::NoResourceVersion { name },
+            wait::Unfollowable::Failed(source) => Self::Watch {
+                environment: environment.to_owned(),
+                name,
+                source,
+            },
+        }
+    }
+
     /// What the user can do about it, if anything.
     pub fn hint(&self) -> Option<String> {
         match self {
@@ -382,36 +393,25 @@ async fn watch_rollout<K>(
     spinner: &Spinner,
 ) -> Result<(), Error>
 where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
 {
     let name = restarted.workload.name();
     let environment = restarted.environment.clone();
-    let mut events = pin!(watch_object(api, &name));
-    let mut pause = Duration::from_millis(100);
+    let mut states = pin!(wait::follow(api, &name));
     loop {
-        let Some(event) = events.next().await else {
-            return Err(Error::WatchEnded { name });
-        };
-        let current = match event {
-            Ok(Some(current)) => workload(current),
-            Ok(None) => return Err(Error::Deleted { environment, name }),
-            Err(error) => {
-                let Some(source) = wait::api_error(error) else {
-                    return Err(Error::NoResourceVersion { name });
-                };
-                if source.is_permanent() {
-                    return Err(Error::Watch {
-                        environment,
-                        name,
-                        source,
-                    });
-                }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
-                continue;
+        let current = match states.next().await {
+            Some(Ok(Some(current))) => workload(current),
+            Some(Ok(None)) => return Err(Error::Deleted { environment, name }),
+            Some(Err(unfollowable)) => {
+                return Err(Error::unfollowable(unfollowable, &environment, &name));
             }
+            None => return Err(Error::WatchEnded { name }),
         };
-        pause = Duration::from_millis(100);
         match rollout(&current) {
             Rollout::Done => return Ok(()),
             Rollout::Failed(message) => {

@@ -11,9 +11,9 @@ use futures::StreamExt as _;
 use jf_api::Blueprint;
 use jf_api::blueprint::BlueprintStatus;
 use jf_api::conditions::{self, READY};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
 use serde_json::json;
@@ -69,20 +69,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
     let blueprints: Api<Blueprint> = Api::all(client.clone());
-    blueprints
-        .list_metadata(&ListParams::default().limit(1))
-        .await
-        .map_err(|error| {
-            anyhow::anyhow!("cannot list Blueprints; are the CRDs installed? {error}")
-        })?;
+    super::check_listable(&blueprints, "Blueprints").await?;
     let context = Arc::new(Context {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "jango-fett-operator".to_owned(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-        ),
+        recorder: super::recorder(client.clone()),
         client,
         metrics,
     });

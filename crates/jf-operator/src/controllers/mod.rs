@@ -24,6 +24,29 @@ use serde_json::Value;
 /// removal of fields no longer desired.
 pub const APPLIED_HASH_ANNOTATION: &str = "jango-fett.dev/applied-hash";
 
+/// The recorder of the operator's Events, naming this replica (the install sets `POD_NAME`).
+pub fn recorder(client: Client) -> kube::runtime::events::Recorder {
+    kube::runtime::events::Recorder::new(
+        client,
+        kube::runtime::events::Reporter {
+            controller: "jango-fett-operator".to_owned(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    )
+}
+
+/// Checks that `kind`'s resources can be listed, so that a controller fails at once, saying
+/// why, when its CRD is not installed or its RBAC is missing.
+pub async fn check_listable<K>(api: &Api<K>, kind: &str) -> anyhow::Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    api.list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+        .map(|_| ())
+        .map_err(|error| anyhow::anyhow!("cannot list {kind}; are the CRDs installed? {error}"))
+}
+
 /// An error and its causes on one line, for a condition message or a log. An API error shows
 /// only the server's message, not its whole status object.
 pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {

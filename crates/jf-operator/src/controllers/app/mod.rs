@@ -28,7 +28,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
@@ -134,9 +134,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
     let apps: Api<App> = Api::all(client.clone());
-    apps.list_metadata(&ListParams::default().limit(1))
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot list Apps; are the CRDs installed? {error}"))?;
+    super::check_listable(&apps, "Apps").await?;
     let selector = managed_selector();
     let controller = Controller::new(apps, watcher::Config::default().any_semantic())
         .with_config(controller::Config::default().concurrency(16));
@@ -232,13 +230,7 @@ pub async fn run(
         });
     }
     let context = Arc::new(Context {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "jango-fett-operator".to_owned(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-        ),
+        recorder: super::recorder(client.clone()),
         client,
         settings,
         metrics,

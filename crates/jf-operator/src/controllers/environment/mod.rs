@@ -19,7 +19,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use futures::StreamExt as _;
 use jf_api::conditions::{self, READY};
 use jf_api::naming::{self, ENVIRONMENT_FINALIZER, ENVIRONMENT_LABEL};
@@ -29,9 +28,9 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
@@ -170,10 +169,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
     let environments: Api<Environment> = Api::all(client.clone());
-    environments
-        .list_metadata(&ListParams::default().limit(1))
-        .await
-        .context("cannot list Environments; are the CRDs installed (kubectl apply --server-side -k deploy/crds)?")?;
+    super::check_listable(&environments, "Environments").await?;
 
     let selector = managed_selector();
     let (namespaces, namespace_events) = cache(Api::<Namespace>::all(client.clone()), &selector);
@@ -210,12 +206,8 @@ pub async fn run(
         let _ = ready.send(true);
     });
 
-    let reporter = Reporter {
-        controller: "jango-fett-operator".to_owned(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
     let context = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: super::recorder(client.clone()),
         client,
         settings,
         metrics,

@@ -25,9 +25,9 @@ use jf_api::{DeletionPolicy, PostgreSQL, PostgreSQLStatus};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
@@ -123,12 +123,7 @@ pub async fn run<S: Server>(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
     let resources: Api<PostgreSQL> = Api::all(client.clone());
-    resources
-        .list_metadata(&ListParams::default().limit(1))
-        .await
-        .map_err(|error| {
-            anyhow::anyhow!("cannot list PostgreSQL resources; are the CRDs installed? {error}")
-        })?;
+    super::check_listable(&resources, "PostgreSQL resources").await?;
     let (secrets, secret_events) = cache(Api::<Secret>::all(client.clone()), &managed_selector());
     let (ready, caches_ready) = watch::channel(false);
     let waiting = secrets.clone();
@@ -137,13 +132,7 @@ pub async fn run<S: Server>(
         let _ = ready.send(true);
     });
     let context = Arc::new(Context {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "jango-fett-operator".to_owned(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-        ),
+        recorder: super::recorder(client.clone()),
         client,
         settings,
         server,

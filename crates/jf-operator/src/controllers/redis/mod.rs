@@ -28,9 +28,9 @@ use jf_api::{Redis, RedisStatus};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
@@ -149,12 +149,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
     let resources: Api<Redis> = Api::all(client.clone());
-    resources
-        .list_metadata(&ListParams::default().limit(1))
-        .await
-        .map_err(|error| {
-            anyhow::anyhow!("cannot list Redis resources; are the CRDs installed? {error}")
-        })?;
+    super::check_listable(&resources, "Redis resources").await?;
     // Only what this controller makes: other controllers' Secrets, StatefulSets and Services
     // are none of its business.
     let selector = format!("{},{REDIS_LABEL}", managed_selector());
@@ -178,13 +173,7 @@ pub async fn run(
         let _ = ready.send(true);
     });
     let context = Arc::new(Context {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "jango-fett-operator".to_owned(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
-        ),
+        recorder: super::recorder(client.clone()),
         client,
         settings,
         metrics,
