@@ -561,10 +561,19 @@ async fn quiet(client: &Client, namespace: &str, name: &str) -> anyhow::Result<(
     let secret = format!("{name}-redis");
     let config = format!("{name}-redis-config");
     let versions = || async {
+        // The StatefulSet's controller writes its status as pods come and go: what the
+        // operator could have written is its metadata and spec.
+        let stateful_set = stateful_sets.get(&secret).await?;
+        let written = serde_json::to_string(&(
+            stateful_set.metadata.labels,
+            stateful_set.metadata.annotations,
+            stateful_set.metadata.generation,
+            stateful_set.spec,
+        ))?;
         anyhow::Ok([
             secrets.get(&secret).await?.resource_version(),
             secrets.get(&config).await?.resource_version(),
-            stateful_sets.get(&secret).await?.resource_version(),
+            Some(written),
             services.get(&secret).await?.resource_version(),
         ])
     };

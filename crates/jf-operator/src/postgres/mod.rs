@@ -46,6 +46,22 @@ impl Error {
         }
     }
 
+    /// Whether another session got in the way: a statement racing one that a previous
+    /// operator process sent before it was killed (the database it creates already exists, the
+    /// role it drops still owns it), a lock or a serialization conflict. Looking again shortly
+    /// settles it.
+    pub fn is_contention(&self) -> bool {
+        const CONTENTION: [&str; 6] = [
+            "42P04", // duplicate_database
+            "23505", // unique_violation (pg_database's name index, during CREATE DATABASE)
+            "2BP01", // dependent_objects_still_exist
+            "55006", // object_in_use
+            "40001", // serialization_failure
+            "40P01", // deadlock_detected
+        ];
+        matches!(self, Self::Statement { code: Some(code), .. } if CONTENTION.contains(&code.as_str()))
+    }
+
     fn statement(statement: &str, source: tokio_postgres::Error) -> Self {
         let (message, code) = match source.as_db_error() {
             Some(error) => (

@@ -182,7 +182,12 @@ async fn reconcile<S: Server>(
         }
         Err(error) => {
             context.metrics.failed(KIND, error.reason());
-            if !matches!(error, Error::Status(_)) && resource.meta().deletion_timestamp.is_none() {
+            // Contention is settled by looking again at once: not worth telling the user,
+            // unless it lasts.
+            if !matches!(error, Error::Status(_))
+                && !passing_contention(&context, &uid, error)
+                && resource.meta().deletion_timestamp.is_none()
+            {
                 let mut status = base_status(&resource);
                 let message = match error {
                     Error::Server(server) if server.is_unavailable() => {
@@ -215,11 +220,18 @@ async fn reconcile<S: Server>(
     result
 }
 
+/// How soon a reconciliation that another session got in the way of looks again.
+const CONTENTION_RETRY: Duration = Duration::from_millis(200);
+
+/// How many times in a row contention is retried quietly before it is reported.
+const CONTENTION_ATTEMPTS: u32 = 5;
+
 fn error_policy<S: Server>(
     resource: Arc<PostgreSQL>,
     error: &Error,
     context: Arc<Context<S>>,
 ) -> Action {
+    let passing = passing_contention(&context, &resource.uid().unwrap_or_default(), error);
     let failures = context
         .failures
         .lock()
@@ -231,11 +243,27 @@ fn error_policy<S: Server>(
             *count
         })
         .unwrap_or(1);
+    if passing {
+        debug!(postgresql = %resource.name_any(), error = %describe(error), "another session got in the way; looking again");
+        return Action::requeue(CONTENTION_RETRY);
+    }
     let backoff = Duration::from_millis(250)
         .saturating_mul(1 << failures.min(8))
         .min(Duration::from_secs(60));
     warn!(postgresql = %resource.name_any(), error = %describe(error), ?backoff, "reconcile failed");
     Action::requeue(backoff)
+}
+
+/// Whether `error` is contention that has not lasted: fewer than [`CONTENTION_ATTEMPTS`]
+/// failures in a row for the resource `uid`.
+fn passing_contention<S: Server>(context: &Context<S>, uid: &str, error: &Error) -> bool {
+    let failures = context
+        .failures
+        .lock()
+        .map(|failures| failures.get(uid).copied().unwrap_or(0))
+        .unwrap_or(u32::MAX);
+    matches!(error, Error::Server(server) if server.is_contention())
+        && failures < CONTENTION_ATTEMPTS
 }
 
 fn names(resource: &PostgreSQL) -> Names {
