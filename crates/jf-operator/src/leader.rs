@@ -241,26 +241,42 @@ impl Elector {
         }
     }
 
-    /// Gives the Lease up, so that another replica takes over at once.
+    /// Gives the Lease up, so that another replica takes over at once. A write that conflicts
+    /// (the Lease changed meanwhile) is tried again on the Lease as it is then.
     pub async fn release(&mut self) {
-        let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
-            return;
-        };
-        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
-        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
-            return;
+        for _ in 0..3 {
+            let mut lease = match self.api.get_opt(&self.name).await {
+                Ok(Some(lease)) => lease,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::warn!(error = %error, "failed to release the Lease");
+                    return;
+                }
+            };
+            let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+            if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+                return;
+            }
+            spec.holder_identity = None;
+            spec.lease_duration_seconds = Some(1);
+            spec.renew_time = Some(MicroTime(Timestamp::now()));
+            match self
+                .api
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(lease = %self.name, "released the Lease");
+                    return;
+                }
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(error) => {
+                    tracing::warn!(error = %error, "failed to release the Lease");
+                    return;
+                }
+            }
         }
-        spec.holder_identity = None;
-        spec.lease_duration_seconds = Some(1);
-        spec.renew_time = Some(MicroTime(Timestamp::now()));
-        match self
-            .api
-            .replace(&self.name, &PostParams::default(), &lease)
-            .await
-        {
-            Ok(_) => tracing::info!(lease = %self.name, "released the Lease"),
-            Err(error) => tracing::warn!(error = %error, "failed to release the Lease"),
-        }
+        tracing::warn!("failed to release the Lease: it kept changing");
     }
 }
 

@@ -136,16 +136,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let _ = stop.send(true);
     // The controllers stop with `stop` (a reconciliation under way finishes); only then may
     // another replica lead.
+    let controllers = [environments, databases, redis, blueprints, apps];
+    let aborts: Vec<_> = controllers.iter().map(|task| task.abort_handle()).collect();
     let stopping = async {
-        for controller in [environments, databases, redis, blueprints, apps] {
+        for controller in controllers {
             if !controller.is_finished() {
                 let _ = controller.await;
             }
         }
     };
     if tokio::time::timeout(STOP_TIMEOUT, stopping).await.is_err() {
-        tracing::warn!("the controllers did not stop in {STOP_TIMEOUT:?}");
-    } else if result.is_ok()
+        // What is still running is cut short, as the process's exit would.
+        tracing::warn!("the controllers did not stop in {STOP_TIMEOUT:?}; stopping them now");
+        aborts.iter().for_each(tokio::task::AbortHandle::abort);
+    }
+    if result.is_ok()
         && let Some(elector) = &mut elector
     {
         elector.release().await;

@@ -278,13 +278,28 @@ async fn only_the_leader_reconciles_and_another_takes_over() -> anyhow::Result<(
     // A leader told to stop gives the Lease up at once: a new replica leads without waiting
     // for it to run out.
     let mut second = second;
+    let second_log = second.log.clone();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(second.operator.0.id())?),
         nix::sys::signal::Signal::SIGTERM,
     )?;
     let status = tokio::task::spawn_blocking(move || second.operator.0.wait()).await??;
     assert!(status.success(), "exit status {status}");
-    assert_eq!(holder(&leases, &lease).await?, None, "released");
+    let last_lines = || {
+        let log = second_log.lock().map(|log| log.clone()).unwrap_or_default();
+        log.iter()
+            .rev()
+            .take(15)
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        holder(&leases, &lease).await?,
+        None,
+        "released; the log ends with:\n{}",
+        last_lines()
+    );
     let _third = candidate(&lease, "third").await?;
     eventually_within(
         std::time::Duration::from_secs(3),
