@@ -11,13 +11,12 @@ use futures::StreamExt as _;
 use jf_api::Blueprint;
 use jf_api::blueprint::BlueprintStatus;
 use jf_api::conditions::{self, READY};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
-use serde_json::json;
-use tracing::{instrument, warn};
+use tracing::instrument;
 
 use super::describe;
 use crate::telemetry::Metrics;
@@ -92,66 +91,43 @@ async fn reconcile(blueprint: Arc<Blueprint>, context: Arc<Context>) -> Result<A
     let _in_flight = context.metrics.in_flight(KIND);
     let started = Instant::now();
     let status = status(&blueprint);
-    let mut writes = 0;
-    let result = if blueprint.status.as_ref() == Some(&status) {
-        Ok(())
-    } else {
-        write(&blueprint, &context, &status).await
-    };
-    if result.is_ok() && blueprint.status.as_ref() != Some(&status) {
-        writes += 1;
-        let was_ready = blueprint
-            .status
-            .as_ref()
+    let current = blueprint.status.as_ref();
+    let result = super::apply_status(
+        &context.client,
+        blueprint.as_ref(),
+        current,
+        &status,
+        FIELD_MANAGER,
+    )
+    .await
+    .map_err(Error);
+    let writes = u64::from(result.as_ref().is_ok_and(|wrote| *wrote));
+    // A new reason not to deploy it: a Warning Event says so.
+    let verdict = |status: Option<&BlueprintStatus>| {
+        status
             .and_then(|status| conditions::find(&status.conditions, READY))
-            .map(|condition| (condition.status.clone(), condition.message.clone()));
-        if let Some(condition) = conditions::find(&status.conditions, READY)
-            && condition.status == "False"
-            && was_ready != Some((condition.status.clone(), condition.message.clone()))
-        {
-            let event = Event {
-                type_: EventType::Warning,
-                reason: condition.reason.clone(),
-                note: Some(condition.message.clone()),
-                action: "Validate".to_owned(),
-                secondary: None,
-            };
-            if let Err(error) = context
-                .recorder
-                .publish(&event, &blueprint.object_ref(&()))
-                .await
-            {
-                warn!(error = %error, "failed to record an event");
-            }
-        }
+            .map(|condition| (condition.status.clone(), condition.message.clone()))
+    };
+    if writes > 0
+        && let Some(condition) = conditions::find(&status.conditions, READY)
+        && condition.status == "False"
+        && verdict(current) != verdict(Some(&status))
+    {
+        super::publish(
+            &context.recorder,
+            blueprint.as_ref(),
+            EventType::Warning,
+            &condition.reason,
+            condition.message.clone(),
+        )
+        .await;
     }
     context.metrics.reconciled(KIND, started.elapsed());
     context.metrics.wrote(KIND, writes);
     if result.is_err() {
         context.metrics.failed(KIND, "StatusFailed");
     }
-    result.map(|()| Action::await_change())
-}
-
-async fn write(
-    blueprint: &Blueprint,
-    context: &Context,
-    status: &BlueprintStatus,
-) -> Result<(), Error> {
-    let patch = json!({
-        "apiVersion": Blueprint::api_version(&()),
-        "kind": KIND,
-        "status": status,
-    });
-    Api::<Blueprint>::all(context.client.clone())
-        .patch_status(
-            &blueprint.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map(|_| ())
-        .map_err(Error)
+    result.map(|_| Action::await_change())
 }
 
 fn error_policy(_blueprint: Arc<Blueprint>, _error: &Error, _context: Arc<Context>) -> Action {

@@ -35,6 +35,59 @@ pub fn recorder(client: Client) -> kube::runtime::events::Recorder {
     )
 }
 
+/// Server-side applies `status` as the status of `object`, unless `current` is the same
+/// already. Returns whether it wrote.
+pub async fn apply_status<K, S>(
+    client: &Client,
+    object: &K,
+    current: Option<&S>,
+    status: &S,
+    manager: &str,
+) -> Result<bool, kube::Error>
+where
+    K: Resource<DynamicType = ()>,
+    S: Serialize + PartialEq,
+{
+    if current == Some(status) {
+        return Ok(false);
+    }
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    let request = kube::core::Request::new(K::url_path(&(), object.meta().namespace.as_deref()))
+        .patch_subresource(
+            "status",
+            &object.name_any(),
+            &PatchParams::apply(manager).force(),
+            &Patch::Apply(&patch),
+        )
+        .map_err(kube::Error::BuildRequest)?;
+    client.request::<Value>(request).await?;
+    Ok(true)
+}
+
+/// Records an Event about `object`; a failure to do so is logged, not returned.
+pub async fn publish<K: Resource<DynamicType = ()>>(
+    recorder: &kube::runtime::events::Recorder,
+    object: &K,
+    type_: kube::runtime::events::EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = kube::runtime::events::Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = recorder.publish(&event, &object.object_ref(&())).await {
+        tracing::warn!(error = %error, reason, "failed to record an event");
+    }
+}
+
 /// Checks that `kind`'s resources can be listed, so that a controller fails at once, saying
 /// why, when its CRD is not installed or its RBAC is missing.
 pub async fn check_listable<K>(api: &Api<K>, kind: &str) -> anyhow::Result<()>

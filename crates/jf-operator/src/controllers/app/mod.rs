@@ -26,13 +26,13 @@ use jf_api::{App, AppObject, AppStatus, Blueprint, Environment, PostgreSQL};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 use tracing::{debug, instrument, warn};
 
@@ -918,35 +918,20 @@ async fn write_status(
     status: AppStatus,
     writes: &mut u64,
 ) -> Result<(), Error> {
-    if app.status.as_ref() == Some(&status) {
-        return Ok(());
-    }
-    let patch = json!({
-        "apiVersion": App::api_version(&()),
-        "kind": KIND,
-        "status": status,
-    });
-    Api::<App>::namespaced(context.client.clone(), &app.namespace().unwrap_or_default())
-        .patch_status(
-            &app.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
+    *writes += u64::from(
+        super::apply_status(
+            &context.client,
+            app,
+            app.status.as_ref(),
+            &status,
+            FIELD_MANAGER,
         )
         .await
-        .map_err(Error::Status)?;
-    *writes += 1;
+        .map_err(Error::Status)?,
+    );
     Ok(())
 }
 
 async fn publish(context: &Context, app: &App, type_: EventType, reason: &str, note: String) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Reconcile".to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = context.recorder.publish(&event, &app.object_ref(&())).await {
-        warn!(error = %error, reason, "failed to record an event");
-    }
+    super::publish(&context.recorder, app, type_, reason, note).await;
 }

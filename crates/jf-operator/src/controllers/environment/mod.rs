@@ -30,7 +30,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
@@ -848,23 +848,17 @@ async fn write_status(
     status: EnvironmentStatus,
     writes: &mut u64,
 ) -> Result<(), Error> {
-    if environment.status.as_ref() == Some(&status) {
-        return Ok(());
-    }
-    let patch = json!({
-        "apiVersion": Environment::api_version(&()),
-        "kind": KIND,
-        "status": status,
-    });
-    Api::<Environment>::all(context.client.clone())
-        .patch_status(
-            &environment.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
+    *writes += u64::from(
+        super::apply_status(
+            &context.client,
+            environment,
+            environment.status.as_ref(),
+            &status,
+            FIELD_MANAGER,
         )
         .await
-        .map_err(Error::Status)?;
-    *writes += 1;
+        .map_err(Error::Status)?,
+    );
     Ok(())
 }
 
@@ -876,18 +870,5 @@ async fn publish(
     reason: &str,
     note: String,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Reconcile".to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = context
-        .recorder
-        .publish(&event, &environment.object_ref(&()))
-        .await
-    {
-        warn!(error = %error, reason, "failed to record an event");
-    }
+    super::publish(&context.recorder, environment, type_, reason, note).await;
 }

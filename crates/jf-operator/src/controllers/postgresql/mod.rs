@@ -27,7 +27,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
@@ -753,26 +753,17 @@ async fn write_status<S: Server>(
     status: PostgreSQLStatus,
     writes: &mut u64,
 ) -> Result<(), Error> {
-    if resource.status.as_ref() == Some(&status) {
-        return Ok(());
-    }
-    let patch = json!({
-        "apiVersion": PostgreSQL::api_version(&()),
-        "kind": KIND,
-        "status": status,
-    });
-    Api::<PostgreSQL>::namespaced(
-        context.client.clone(),
-        &resource.namespace().unwrap_or_default(),
-    )
-    .patch_status(
-        &resource.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::Status)?;
-    *writes += 1;
+    *writes += u64::from(
+        super::apply_status(
+            &context.client,
+            resource,
+            resource.status.as_ref(),
+            &status,
+            FIELD_MANAGER,
+        )
+        .await
+        .map_err(Error::Status)?,
+    );
     Ok(())
 }
 
@@ -783,18 +774,5 @@ async fn publish<S: Server>(
     reason: &str,
     note: String,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Reconcile".to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = context
-        .recorder
-        .publish(&event, &resource.object_ref(&()))
-        .await
-    {
-        warn!(error = %error, reason, "failed to record an event");
-    }
+    super::publish(&context.recorder, resource, type_, reason, note).await;
 }

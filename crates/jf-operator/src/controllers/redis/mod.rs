@@ -28,15 +28,14 @@ use jf_api::{Redis, RedisStatus};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 use tokio::sync::{broadcast, watch};
 use tracing::{debug, instrument, warn};
 
@@ -602,26 +601,17 @@ async fn write_status(
     status: RedisStatus,
     writes: &mut u64,
 ) -> Result<(), Error> {
-    if resource.status.as_ref() == Some(&status) {
-        return Ok(());
-    }
-    let patch = json!({
-        "apiVersion": Redis::api_version(&()),
-        "kind": KIND,
-        "status": status,
-    });
-    Api::<Redis>::namespaced(
-        context.client.clone(),
-        &resource.namespace().unwrap_or_default(),
-    )
-    .patch_status(
-        &resource.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::Status)?;
-    *writes += 1;
+    *writes += u64::from(
+        super::apply_status(
+            &context.client,
+            resource,
+            resource.status.as_ref(),
+            &status,
+            FIELD_MANAGER,
+        )
+        .await
+        .map_err(Error::Status)?,
+    );
     Ok(())
 }
 
@@ -633,18 +623,5 @@ async fn publish(
     reason: &str,
     note: String,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Reconcile".to_owned(),
-        secondary: None,
-    };
-    if let Err(error) = context
-        .recorder
-        .publish(&event, &resource.object_ref(&()))
-        .await
-    {
-        warn!(error = %error, reason, "failed to record an event");
-    }
+    super::publish(&context.recorder, resource, type_, reason, note).await;
 }
