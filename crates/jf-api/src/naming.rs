@@ -18,6 +18,10 @@ pub const REPLICAS_BEFORE_SLEEP_ANNOTATION: &str = "jango-fett.dev/replicas-befo
 /// The RoleBinding that gives the environment's users their role in the namespace.
 pub const USERS_ROLE_BINDING: &str = "jf-users";
 
+/// The RoleBinding that gives the operator what it may do only in environments' namespaces
+/// (their Secrets).
+pub const OPERATOR_ROLE_BINDING: &str = "jf-operator";
+
 /// The ConfigMap holding the environment's configuration.
 pub const CONFIG_MAP: &str = "env-config";
 

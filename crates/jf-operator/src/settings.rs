@@ -99,6 +99,16 @@ pub struct EnvironmentSettings {
     #[arg(long, env = "JF_USER_ROLES", value_delimiter = ',', default_value = "admin,edit,view", value_parser = parse_user_role)]
     pub user_roles: Vec<String>,
 
+    /// ClusterRole of what the operator may do only inside environments' namespaces (their
+    /// Secrets), bound to it in each by the RoleBinding `jf-operator`. The operator needs
+    /// `bind` on it.
+    #[arg(
+        long,
+        env = "JF_OPERATOR_NAMESPACE_ROLE",
+        default_value = "jango-fett-operator-namespaced"
+    )]
+    pub operator_namespace_role: String,
+
     /// Pod Security Standard enforced in every environment's namespace.
     #[arg(long, env = "JF_POD_SECURITY", value_enum, default_value_t = PodSecurityLevel::Baseline)]
     pub pod_security: PodSecurityLevel,

@@ -3,13 +3,16 @@
 //! of `jf` run the operator with that token, so they prove it has every permission it needs;
 //! these prove it lacks the dangerous ones.
 
-use jf_testkit::cluster;
+use jf_api::conditions::{self, READY};
+use jf_api::{Environment, EnvironmentSpec, PostgreSQL, PostgreSQLSpec};
+use jf_testkit::{cluster, eventually, unique_name};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
 /// A client acting as the operator's ServiceAccount.
@@ -164,5 +167,104 @@ async fn the_operator_may_do_what_it_needs_and_nothing_dangerous() -> anyhow::Re
         Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
         other => panic!("binding cluster-admin was not refused: {other:?}"),
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_operator_may_use_secrets_only_in_environments_namespaces() -> anyhow::Result<()> {
+    let client = operator_client().await?;
+    // Nowhere by the install alone: not in kube-system, not across the cluster.
+    for (verb, namespace) in [
+        ("get", Some("kube-system")),
+        ("list", Some("kube-system")),
+        ("watch", Some("kube-system")),
+        ("list", None),
+        ("watch", None),
+        ("create", Some("default")),
+    ] {
+        assert!(
+            !may(&client, verb, "", "secrets", namespace, None).await?,
+            "the operator must not {verb} Secrets in {namespace:?}"
+        );
+    }
+    // And the API server enforces it.
+    match Api::<Secret>::namespaced(client.clone(), "kube-system")
+        .list(&ListParams::default())
+        .await
+    {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
+        other => panic!("listing the Secrets of kube-system was not refused: {other:?}"),
+    }
+
+    // In an environment's namespace, once the operator has made it, it may.
+    let admin = cluster().await.client().await?;
+    jf_testkit::operator(&[]).await;
+    let name = unique_name("rbac");
+    let environments: Api<Environment> = Api::all(admin.clone());
+    environments
+        .create(
+            &PostParams::default(),
+            &Environment::new(&name, EnvironmentSpec::default()),
+        )
+        .await?;
+    let namespace = eventually("the environment to be ready", || async {
+        let status = environments.get(&name).await?.status.unwrap_or_default();
+        anyhow::ensure!(
+            conditions::find(&status.conditions, READY).is_some_and(|ready| ready.status == "True"),
+            "not ready: {:?}",
+            status.conditions
+        );
+        status
+            .namespace
+            .ok_or_else(|| anyhow::anyhow!("no namespace in the status"))
+    })
+    .await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    eventually("the operator to list the environment's Secrets", || async {
+        anyhow::Ok(secrets.list(&ListParams::default()).await?)
+    })
+    .await;
+    for verb in ["get", "list", "create", "patch", "delete"] {
+        assert!(
+            may(&client, verb, "", "secrets", Some(&namespace), None).await?,
+            "the operator needs to {verb} Secrets in {namespace}"
+        );
+    }
+    // Only the Secrets: nothing else comes with its RoleBinding there.
+    assert!(!may(&client, "create", "", "pods/exec", Some(&namespace), None).await?);
+    environments.delete(&name, &DeleteParams::default()).await?;
+
+    // Outside environments, a PostgreSQL resource is refused, saying why and what to do.
+    let plain = unique_name("rbac-plain");
+    Api::<Namespace>::all(admin.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": plain}}))?,
+        )
+        .await?;
+    let databases: Api<PostgreSQL> = Api::namespaced(admin.clone(), &plain);
+    databases
+        .create(
+            &PostParams::default(),
+            &PostgreSQL::new("outside", PostgreSQLSpec::default()),
+        )
+        .await?;
+    let message = eventually("the PostgreSQL to say SecretForbidden", || async {
+        let status = databases.get("outside").await?.status.unwrap_or_default();
+        let ready = conditions::find(&status.conditions, READY)
+            .filter(|ready| ready.reason == "SecretForbidden")
+            .ok_or_else(|| anyhow::anyhow!("not refused yet: {:?}", status.conditions))?;
+        anyhow::Ok(ready.message.clone())
+    })
+    .await;
+    assert!(
+        message.contains(&format!(
+            "the operator may not use Secrets in namespace {plain}"
+        )) && message.contains("jango-fett-operator-namespaced"),
+        "{message}"
+    );
+    Api::<Namespace>::all(admin)
+        .delete(&plain, &DeleteParams::default())
+        .await?;
     Ok(())
 }

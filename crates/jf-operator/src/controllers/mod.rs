@@ -6,6 +6,7 @@ pub mod blueprint;
 pub mod environment;
 pub mod postgresql;
 pub mod redis;
+pub mod secrets;
 
 use std::fmt::Debug;
 use std::hash::Hash;

@@ -8,8 +8,9 @@
 //! ready, the root cause ([`diagnose`]).
 //!
 //! Children are owned by the App, so deleting it deletes them. An App is rendered again when
-//! its Blueprint, its environment (sleep, default App), `env-config` or its dependencies'
-//! Secrets change.
+//! its Blueprint, its environment (sleep, default App), `env-config` or its dependencies
+//! change. Secrets are not watched (see [`super::secrets`]): one changed by hand is seen at
+//! the next resync.
 
 pub mod diagnose;
 pub mod render;
@@ -37,7 +38,7 @@ use tokio::sync::{broadcast, watch};
 use tracing::{debug, instrument, warn};
 
 use self::render::{APP_LABEL, RenderError};
-use super::{apply, apply_with, cache, cache_with, describe, managed_selector};
+use super::{apply, apply_with, cache, cache_with, describe, managed_selector, secrets};
 use crate::settings::EnvironmentSettings;
 use crate::telemetry::Metrics;
 
@@ -66,7 +67,10 @@ pub struct Context {
     pub settings: EnvironmentSettings,
     pub metrics: Arc<Metrics>,
     recorder: Recorder,
+    /// The cached kinds a Blueprint may hold: all but Secrets.
     kinds: Vec<Kind>,
+    /// Secrets, which a Blueprint may hold too, and which are read per reconciliation.
+    secrets: ApiResource,
     redis: Kind,
     ingresses: Store<Ingress>,
     databases: Store<PostgreSQL>,
@@ -104,6 +108,14 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("failed to list the Secrets of namespace {namespace}")]
+    Secrets {
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{}", super::secrets::forbidden_hint(.namespace))]
+    SecretForbidden { namespace: String },
     #[error("failed to read the pods of {workload}")]
     Diagnose {
         workload: String,
@@ -119,7 +131,8 @@ impl Error {
         match self {
             Self::Apply { .. } => "ApplyFailed",
             Self::Prune { .. } => "PruneFailed",
-            Self::Diagnose { .. } => "ReadFailed",
+            Self::Secrets { .. } | Self::Diagnose { .. } => "ReadFailed",
+            Self::SecretForbidden { .. } => "SecretForbidden",
             Self::Status(_) => "StatusFailed",
         }
     }
@@ -141,9 +154,11 @@ pub async fn run(
     let app_store = controller.store();
     let mut controller = controller;
 
-    // Children of every kind a Blueprint may hold, found by their owner, and the Secrets and
-    // ConfigMaps the pods read, found by their labels.
+    // Children of every kind a Blueprint may hold, found by their owner, and the ConfigMaps
+    // the pods read, found by their labels. Secrets are read per reconciliation instead
+    // ([`secrets_of`]): the operator may not watch them across the cluster.
     let mut kinds = Vec::new();
+    let mut secrets = None;
     let mut waiting: Vec<Store<DynamicObject>> = Vec::new();
     for kind in jf_api::blueprint::ALLOWED_KINDS {
         let Some((api_version, name)) = kind.rsplit_once('/') else {
@@ -152,6 +167,10 @@ pub async fn run(
         let Some(resource) = render::api_resource(api_version, name) else {
             continue;
         };
+        if resource.kind == "Secret" {
+            secrets = Some(resource);
+            continue;
+        }
         let (store, events) = cache_with(
             Api::<DynamicObject>::all_with(client.clone(), &resource),
             &selector,
@@ -229,12 +248,14 @@ pub async fn run(
             let _ = ready.send(true);
         });
     }
+    let secrets = secrets.ok_or_else(|| anyhow::anyhow!("a Blueprint may hold Secrets"))?;
     let context = Arc::new(Context {
         recorder: super::recorder(client.clone()),
         client,
         settings,
         metrics,
         kinds,
+        secrets,
         redis: Kind {
             resource: redis_api_resource,
             store: redis_store,
@@ -320,7 +341,9 @@ async fn reconcile(app: Arc<App>, context: Arc<Context>) -> Result<Action, Error
         }
         Err(error) => {
             context.metrics.failed(KIND, error.reason());
-            if !matches!(error, Error::Status(_)) {
+            // Tell the user why, unless the status itself cannot be written or the error
+            // passes on its own.
+            if !matches!(error, Error::Status(_)) && quick_retry(&context, &key, error).is_none() {
                 let mut status = app.status.clone().unwrap_or_default();
                 status.observed_generation = app.meta().generation;
                 conditions::set(
@@ -350,6 +373,7 @@ async fn reconcile(app: Arc<App>, context: Arc<Context>) -> Result<Action, Error
 
 fn error_policy(app: Arc<App>, error: &Error, context: Arc<Context>) -> Action {
     let key = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
+    let quick = quick_retry(&context, &key, error);
     let failures = context
         .failures
         .lock()
@@ -359,11 +383,23 @@ fn error_policy(app: Arc<App>, error: &Error, context: Arc<Context>) -> Action {
             *count
         })
         .unwrap_or(1);
+    if let Some(retry) = quick {
+        debug!(app = %app.name_any(), error = %describe(error), "this passes on its own; looking again");
+        return Action::requeue(retry);
+    }
     let backoff = Duration::from_millis(250)
         .saturating_mul(1 << failures.min(8))
         .min(Duration::from_secs(60));
     warn!(app = %app.name_any(), error = %describe(error), ?backoff, "reconcile failed");
     Action::requeue(backoff)
+}
+
+/// How soon to look again, quietly, after an error that passes on its own and has not lasted:
+/// the operator's RoleBinding in a new namespace not yet known to the authorizer.
+fn quick_retry(context: &Context, key: &str, error: &Error) -> Option<Duration> {
+    (matches!(error, Error::SecretForbidden { .. })
+        && secrets::still_settling(&context.failures, key))
+    .then_some(secrets::FORBIDDEN_RETRY)
 }
 
 /// Sets Ready=False with `reason` (an Event when it is new) and writes the status.
@@ -388,11 +424,37 @@ async fn refuse(
     Ok(Action::await_change())
 }
 
+/// The cached kinds and the Secrets of `namespace` that Jango Fett made, listed now.
+async fn kinds_with_secrets(context: &Context, namespace: &str) -> Result<Vec<Kind>, Error> {
+    let listed =
+        Api::<DynamicObject>::namespaced_with(context.client.clone(), namespace, &context.secrets)
+            .list(&ListParams::default().labels(&managed_selector()))
+            .await
+            .map_err(|source| {
+                if secrets::is_forbidden(&source) {
+                    Error::SecretForbidden {
+                        namespace: namespace.to_owned(),
+                    }
+                } else {
+                    Error::Secrets {
+                        namespace: namespace.to_owned(),
+                        source,
+                    }
+                }
+            })?;
+    let mut kinds = context.kinds.clone();
+    kinds.push(Kind {
+        resource: context.secrets.clone(),
+        store: secrets::snapshot(listed.items, context.secrets.clone()),
+    });
+    Ok(kinds)
+}
+
 /// The hash of everything the pods read that is not in their own spec: `env-config` and the
 /// dependencies' Secrets.
-fn config_hash(context: &Context, namespace: &str, app: &str) -> String {
+fn config_hash(kinds: &[Kind], namespace: &str, app: &str) -> String {
     let mut parts: BTreeMap<String, Value> = BTreeMap::new();
-    for kind in &context.kinds {
+    for kind in kinds {
         if !matches!(kind.resource.kind.as_str(), "ConfigMap" | "Secret") {
             continue;
         }
@@ -448,14 +510,15 @@ async fn reconcile_app(app: &App, context: &Context, writes: &mut u64) -> Result
         return refuse(app, context, status, "BlueprintNotFound", message, writes).await;
     };
 
-    // Render.
+    // Render, with the Secrets of the namespace as they are now.
+    let kinds = kinds_with_secrets(context, &namespace).await?;
     let render_environment = render::Environment {
         name: environment.name_any(),
         namespace: namespace.clone(),
         domain: context.settings.base_domain.clone(),
         default_app: environment.spec.default_app.as_deref() == Some(name.as_str()),
         sleeping: environment.spec.sleeping,
-        config_hash: config_hash(context, &namespace, &name),
+        config_hash: config_hash(&kinds, &namespace, &name),
         ingress_class: context.settings.ingress_class.clone(),
     };
     let rendered = match render::render(app, &blueprint, &render_environment) {
@@ -483,8 +546,7 @@ async fn reconcile_app(app: &App, context: &Context, writes: &mut u64) -> Result
     // Written just now: the cached copies, and their pods, are of the spec before.
     let mut updated: BTreeSet<(String, String)> = BTreeSet::new();
     for (resource, object) in &rendered.objects {
-        let kind = context
-            .kinds
+        let kind = kinds
             .iter()
             .find(|kind| kind.resource.kind == resource.kind);
         let Some(kind) = kind else { continue };
@@ -559,14 +621,13 @@ async fn reconcile_app(app: &App, context: &Context, writes: &mut u64) -> Result
     }
 
     // Prune what the Blueprint no longer has (and dependencies it no longer asks for).
-    *writes += prune(context, app, &applied, &rendered).await?;
+    *writes += prune(context, &kinds, app, &applied, &rendered).await?;
 
     // Status: every object's readiness, and the first root cause.
     let mut objects = Vec::new();
     let mut cause: Option<(String, String)> = None;
     for (resource, object) in &rendered.objects {
-        let kind = context
-            .kinds
+        let kind = kinds
             .iter()
             .find(|kind| kind.resource.kind == resource.kind);
         let current = kind.and_then(|kind| {
@@ -715,7 +776,8 @@ async fn reconcile_app(app: &App, context: &Context, writes: &mut u64) -> Result
                 &mut status.conditions,
                 conditions::condition(READY, true, "Ready", message, app.meta().generation),
             );
-            Action::await_change()
+            // A Secret changed by hand is not watched: it is seen at the next resync.
+            Action::requeue(secrets::RESYNC)
         }
     };
     write_status(app, context, status, writes).await?;
@@ -823,6 +885,7 @@ async fn diagnose_workload(
 /// Deletes our objects of the App that the render no longer has. Returns the deletions.
 async fn prune(
     context: &Context,
+    kinds: &[Kind],
     app: &App,
     applied: &BTreeSet<(String, String)>,
     rendered: &render::Rendered,
@@ -838,7 +901,7 @@ async fn prune(
                 .iter()
                 .any(|owner| Some(&owner.uid) == app.metadata.uid.as_ref())
     };
-    for kind in &context.kinds {
+    for kind in kinds {
         for object in kind.store.state() {
             if mine(&object) && !applied.contains(&(kind.resource.kind.clone(), object.name_any()))
             {

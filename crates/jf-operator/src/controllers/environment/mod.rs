@@ -23,12 +23,13 @@ use futures::StreamExt as _;
 use jf_api::conditions::{self, READY};
 use jf_api::naming::{self, ENVIRONMENT_FINALIZER, ENVIRONMENT_LABEL};
 use jf_api::{Environment, EnvironmentPhase, EnvironmentStatus};
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -87,6 +88,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub caches: Caches,
+    /// The operator itself, as the subject of its RoleBinding in each namespace.
+    pub operator: Subject,
     /// Consecutive failures per Environment, for its backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// Environments this process put to sleep and has not woken yet. The status says so
@@ -170,6 +173,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let environments: Api<Environment> = Api::all(client.clone());
     super::check_listable(&environments, "Environments").await?;
+    let operator = whoami(&client).await?;
+    info!(kind = %operator.kind, name = %operator.name, "the operator's RoleBinding in each environment names it");
 
     let selector = managed_selector();
     let (namespaces, namespace_events) = cache(Api::<Namespace>::all(client.clone()), &selector);
@@ -212,6 +217,7 @@ pub async fn run(
         settings,
         metrics,
         caches,
+        operator,
         caches_ready,
         failures: Mutex::default(),
         asleep: Mutex::default(),
@@ -239,6 +245,43 @@ pub async fn run(
         })
         .await;
     Ok(())
+}
+
+/// The operator's own identity, as the API server authenticates it (a SelfSubjectReview, which
+/// every authenticated user may make), as an RBAC subject.
+async fn whoami(client: &Client) -> anyhow::Result<Subject> {
+    let review = Api::<SelfSubjectReview>::all(client.clone())
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot learn the operator's own identity: {error}"))?;
+    let username = review
+        .status
+        .and_then(|status| status.user_info)
+        .and_then(|user| user.username)
+        .unwrap_or_default();
+    Ok(subject(&username))
+}
+
+/// The RBAC subject of the user `username`: a ServiceAccount's is named
+/// `system:serviceaccount:<namespace>:<name>`.
+fn subject(username: &str) -> Subject {
+    match username
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'))
+    {
+        Some((namespace, name)) => Subject {
+            kind: "ServiceAccount".to_owned(),
+            name: name.to_owned(),
+            namespace: Some(namespace.to_owned()),
+            api_group: None,
+        },
+        None => Subject {
+            kind: "User".to_owned(),
+            name: username.to_owned(),
+            namespace: None,
+            api_group: Some("rbac.authorization.k8s.io".to_owned()),
+        },
+    }
 }
 
 fn owner<K: Resource>(child: K) -> Option<ObjectRef<Environment>> {
@@ -388,7 +431,7 @@ async fn apply_environment(
     let mut status = base_status(environment, settings);
 
     // Validate and build.
-    let children = match build::children(environment, settings) {
+    let children = match build::children(environment, settings, &context.operator) {
         Ok(children) => children,
         Err(invalid) => {
             let message = match invalid {
@@ -478,6 +521,7 @@ async fn apply_environment(
     let results = futures::join!(
         own_rbac,
         apply_role_binding(context, children.role_binding),
+        apply_role_binding(context, children.operator_role_binding),
         apply_child(context, &caches.config_maps, children.config_map),
         apply_child(context, &caches.network_policies, children.network_policy),
         apply_or_remove(
@@ -496,7 +540,7 @@ async fn apply_environment(
         ),
     );
     for result in [
-        results.0, results.1, results.2, results.3, results.4, results.5,
+        results.0, results.1, results.2, results.3, results.4, results.5, results.6,
     ] {
         *writes += u64::from(result?);
     }
@@ -871,4 +915,40 @@ async fn publish(
     note: String,
 ) {
     super::publish(&context.recorder, environment, type_, reason, note).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_account_is_bound_as_one_and_anyone_else_as_a_user() {
+        let account = subject("system:serviceaccount:jango-fett-system:jango-fett-operator");
+        assert_eq!(
+            (
+                account.kind.as_str(),
+                account.name.as_str(),
+                account.namespace.as_deref()
+            ),
+            (
+                "ServiceAccount",
+                "jango-fett-operator",
+                Some("jango-fett-system")
+            )
+        );
+        assert_eq!(account.api_group, None);
+        let user = subject("kubernetes-admin");
+        assert_eq!(
+            (
+                user.kind.as_str(),
+                user.name.as_str(),
+                user.api_group.as_deref()
+            ),
+            (
+                "User",
+                "kubernetes-admin",
+                Some("rbac.authorization.k8s.io")
+            )
+        );
+    }
 }

@@ -22,22 +22,20 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use jf_api::conditions::{self, READY};
 use jf_api::{DeletionPolicy, PostgreSQL, PostgreSQLStatus};
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
 use serde_json::json;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 use tracing::{debug, instrument, warn};
 
 use self::plan::{Names, Refusal, Step};
 use self::secret::Endpoint;
-use super::{apply, cache, describe, managed_selector};
+use super::{describe, secrets};
 use crate::postgres::{self, Server, scram, sql};
 use crate::settings::PostgresSettings;
 use crate::telemetry::Metrics;
@@ -59,8 +57,6 @@ pub struct Context<S> {
     pub endpoint: Endpoint,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    secrets: Store<Secret>,
-    caches_ready: watch::Receiver<bool>,
     /// When each resource (by UID) was last checked in full against the server.
     checked: Mutex<HashMap<String, Instant>>,
     failures: Mutex<HashMap<String, u32>>,
@@ -92,6 +88,8 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("{}", super::secrets::forbidden_hint(.namespace))]
+    SecretForbidden { namespace: String },
     #[error("failed to update the finalizers")]
     Finalizer(#[source] kube::Error),
     #[error("failed to write the status")]
@@ -106,6 +104,7 @@ impl Error {
             Self::Server(_) => "ServerError",
             Self::InvalidText(_) => "InvalidName",
             Self::Secret { .. } => "SecretFailed",
+            Self::SecretForbidden { .. } => "SecretForbidden",
             Self::Finalizer(_) => "FinalizerFailed",
             Self::Status(_) => "StatusFailed",
         }
@@ -124,13 +123,6 @@ pub async fn run<S: Server>(
 ) -> anyhow::Result<()> {
     let resources: Api<PostgreSQL> = Api::all(client.clone());
     super::check_listable(&resources, "PostgreSQL resources").await?;
-    let (secrets, secret_events) = cache(Api::<Secret>::all(client.clone()), &managed_selector());
-    let (ready, caches_ready) = watch::channel(false);
-    let waiting = secrets.clone();
-    tokio::spawn(async move {
-        let _ = waiting.wait_until_ready().await;
-        let _ = ready.send(true);
-    });
     let context = Arc::new(Context {
         recorder: super::recorder(client.clone()),
         client,
@@ -138,15 +130,12 @@ pub async fn run<S: Server>(
         server,
         endpoint,
         metrics,
-        secrets,
-        caches_ready,
         checked: Mutex::default(),
         failures: Mutex::default(),
         reconciled,
     });
     Controller::new(resources, watcher::Config::default().any_semantic())
         .with_config(controller::Config::default().concurrency(16))
-        .owns_stream(secret_events)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
@@ -163,7 +152,6 @@ async fn reconcile<S: Server>(
     resource: Arc<PostgreSQL>,
     context: Arc<Context<S>>,
 ) -> Result<Action, Error> {
-    let _ = context.caches_ready.clone().wait_for(|ready| *ready).await;
     let _in_flight = context.metrics.in_flight(KIND);
     let started = Instant::now();
     let mut writes = 0;
@@ -182,10 +170,10 @@ async fn reconcile<S: Server>(
         }
         Err(error) => {
             context.metrics.failed(KIND, error.reason());
-            // Contention is settled by looking again at once: not worth telling the user,
-            // unless it lasts.
+            // What passes on its own (contention, a RoleBinding not yet in force) is settled
+            // by looking again at once: not worth telling the user, unless it lasts.
             if !matches!(error, Error::Status(_))
-                && !passing_contention(&context, &uid, error)
+                && quick_retry(&context, &uid, error).is_none()
                 && resource.meta().deletion_timestamp.is_none()
             {
                 let mut status = base_status(&resource);
@@ -231,7 +219,7 @@ fn error_policy<S: Server>(
     error: &Error,
     context: Arc<Context<S>>,
 ) -> Action {
-    let passing = passing_contention(&context, &resource.uid().unwrap_or_default(), error);
+    let quick = quick_retry(&context, &resource.uid().unwrap_or_default(), error);
     let failures = context
         .failures
         .lock()
@@ -243,9 +231,9 @@ fn error_policy<S: Server>(
             *count
         })
         .unwrap_or(1);
-    if passing {
-        debug!(postgresql = %resource.name_any(), error = %describe(error), "another session got in the way; looking again");
-        return Action::requeue(CONTENTION_RETRY);
+    if let Some(retry) = quick {
+        debug!(postgresql = %resource.name_any(), error = %describe(error), "this passes on its own; looking again");
+        return Action::requeue(retry);
     }
     let backoff = Duration::from_millis(250)
         .saturating_mul(1 << failures.min(8))
@@ -254,16 +242,24 @@ fn error_policy<S: Server>(
     Action::requeue(backoff)
 }
 
-/// Whether `error` is contention that has not lasted: fewer than [`CONTENTION_ATTEMPTS`]
-/// failures in a row for the resource `uid`.
-fn passing_contention<S: Server>(context: &Context<S>, uid: &str, error: &Error) -> bool {
+/// How soon to look again, quietly, after an error that passes on its own and has not lasted:
+/// contention with another session, or the operator's RoleBinding in a new namespace not yet
+/// known to the authorizer.
+fn quick_retry<S: Server>(context: &Context<S>, uid: &str, error: &Error) -> Option<Duration> {
     let failures = context
         .failures
         .lock()
         .map(|failures| failures.get(uid).copied().unwrap_or(0))
         .unwrap_or(u32::MAX);
-    matches!(error, Error::Server(server) if server.is_contention())
-        && failures < CONTENTION_ATTEMPTS
+    match error {
+        Error::Server(server) if server.is_contention() && failures < CONTENTION_ATTEMPTS => {
+            Some(CONTENTION_RETRY)
+        }
+        Error::SecretForbidden { .. } if secrets::still_settling(&context.failures, uid) => {
+            Some(secrets::FORBIDDEN_RETRY)
+        }
+        _ => None,
+    }
 }
 
 fn names(resource: &PostgreSQL) -> Names {
@@ -523,80 +519,35 @@ async fn ensure_secret<S: Server>(
     writes: &mut u64,
 ) -> Result<Result<String, String>, Error> {
     let namespace = resource.namespace().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(context.client.clone(), &namespace);
-    let key = ObjectRef::new(&names.secret).within(&namespace);
-    let existing = match context.secrets.get(&key) {
-        Some(secret) => Some(secret),
-        // Only labelled Secrets are cached; an unlabelled one of that name must be looked up.
-        None => secrets
-            .get_opt(&names.secret)
-            .await
-            .map_err(|source| Error::Secret {
+    let (ensured, wrote) = secrets::ensure(
+        &context.client,
+        &namespace,
+        &names.secret,
+        FIELD_MANAGER,
+        |existing| secret::our_password(existing, resource),
+        |password| {
+            secret::build(resource, names, password, &context.endpoint)
+                .ok_or_else(|| "the resource has no UID yet".to_owned())
+        },
+    )
+    .await
+    .map_err(|source| {
+        if secrets::is_forbidden(&source) {
+            Error::SecretForbidden {
+                namespace: namespace.clone(),
+            }
+        } else {
+            Error::Secret {
                 name: names.secret.clone(),
                 source,
-            })?
-            .map(Arc::new),
-    };
-    let endpoint = &context.endpoint;
-    match existing {
-        Some(existing) => {
-            let password = match secret::our_password(&existing, resource) {
-                Ok(password) => password,
-                Err(message) => return Ok(Err(message)),
-            };
-            // The rest of the Secret (owner, host, names) follows the resource; the password
-            // stays as it is.
-            if let Some(desired) = secret::build(resource, names, &password, endpoint) {
-                *writes += u64::from(
-                    apply(&context.client, &context.secrets, FIELD_MANAGER, desired)
-                        .await
-                        .map_err(|source| Error::Secret {
-                            name: names.secret.clone(),
-                            source,
-                        })?,
-                );
-            }
-            Ok(Ok(password))
-        }
-        None => {
-            let password = secret::new_password();
-            let Some(desired) = secret::build(resource, names, &password, endpoint) else {
-                return Ok(Err("the resource has no UID yet".to_owned()));
-            };
-            let desired = super::stamp(desired);
-            match secrets
-                .create(
-                    &PostParams {
-                        field_manager: Some(FIELD_MANAGER.to_owned()),
-                        ..PostParams::default()
-                    },
-                    &desired,
-                )
-                .await
-            {
-                Ok(_) => {
-                    *writes += 1;
-                    Ok(Ok(password))
-                }
-                // Made meanwhile (by an earlier, interrupted reconciliation): use that one.
-                Err(kube::Error::Api(status)) if status.code == 409 => {
-                    let existing =
-                        secrets
-                            .get(&names.secret)
-                            .await
-                            .map_err(|source| Error::Secret {
-                                name: names.secret.clone(),
-                                source,
-                            })?;
-                    Ok(secret::our_password(&existing, resource))
-                }
-                Err(source) => Err(Error::Secret {
-                    name: names.secret.clone(),
-                    source,
-                }),
             }
         }
-    }
+    })?;
+    *writes += u64::from(wrote);
+    Ok(match ensured {
+        secrets::Ensured::Password { password, .. } => Ok(password),
+        secrets::Ensured::Refused(message) => Err(message),
+    })
 }
 
 async fn refuse<S: Server>(

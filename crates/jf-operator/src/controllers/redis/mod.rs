@@ -11,8 +11,10 @@
 //!
 //! Every child is owned by the Redis, so deleting it deletes them, and the volume with
 //! persistence: nothing outside Kubernetes needs a finalizer. An object of one of those names
-//! that Jango Fett did not make is never taken over. The children and the pod are watched, so
-//! any change to them, by hand or by Kubernetes, brings the Redis back here.
+//! that Jango Fett did not make is never taken over. The StatefulSet, the Service and the pod
+//! are watched, so any change to them, by hand or by Kubernetes, brings the Redis back here;
+//! the Secrets are read each time instead (see [`super::secrets`]), and put right at the next
+//! resync.
 
 pub mod build;
 
@@ -28,7 +30,7 @@ use jf_api::{Redis, RedisStatus};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -40,7 +42,9 @@ use tokio::sync::{broadcast, watch};
 use tracing::{debug, instrument, warn};
 
 use self::build::REDIS_LABEL;
-use super::{APPLIED_HASH_ANNOTATION, apply, cache, describe, is_subset, managed_selector, stamp};
+use super::{
+    APPLIED_HASH_ANNOTATION, apply, cache, describe, is_subset, managed_selector, secrets, stamp,
+};
 use crate::settings::RedisSettings;
 use crate::telemetry::Metrics;
 
@@ -56,7 +60,6 @@ const CONFLICT_REQUEUE: Duration = Duration::from_secs(60);
 /// Caches of the children and the pods, filled by the controller's watches.
 #[derive(Clone)]
 pub struct Caches {
-    pub secrets: Store<Secret>,
     pub stateful_sets: Store<StatefulSet>,
     pub services: Store<Service>,
     pub pods: Store<Pod>,
@@ -67,7 +70,6 @@ impl Caches {
     /// partial view.
     async fn ready(&self) {
         let _ = futures::join!(
-            self.secrets.wait_until_ready(),
             self.stateful_sets.wait_until_ready(),
             self.services.wait_until_ready(),
             self.pods.wait_until_ready(),
@@ -116,6 +118,8 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("{}", super::secrets::forbidden_hint(.namespace))]
+    SecretForbidden { namespace: String },
     #[error("failed to apply {kind} {name}")]
     Apply {
         kind: String,
@@ -133,6 +137,7 @@ impl Error {
         match self {
             Self::Read { .. } => "ReadFailed",
             Self::Secret { .. } => "SecretFailed",
+            Self::SecretForbidden { .. } => "SecretForbidden",
             Self::Apply { .. } => "ApplyFailed",
             Self::Status(_) => "StatusFailed",
         }
@@ -149,16 +154,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let resources: Api<Redis> = Api::all(client.clone());
     super::check_listable(&resources, "Redis resources").await?;
-    // Only what this controller makes: other controllers' Secrets, StatefulSets and Services
+    // Only what this controller makes: other controllers' StatefulSets and Services
     // are none of its business.
     let selector = format!("{},{REDIS_LABEL}", managed_selector());
-    let (secrets, secret_events) = cache(Api::<Secret>::all(client.clone()), &selector);
     let (stateful_sets, stateful_set_events) =
         cache(Api::<StatefulSet>::all(client.clone()), &selector);
     let (services, service_events) = cache(Api::<Service>::all(client.clone()), &selector);
     let (pods, pod_events) = cache(Api::<Pod>::all(client.clone()), &selector);
     let caches = Caches {
-        secrets,
         stateful_sets,
         services,
         pods,
@@ -184,7 +187,6 @@ pub async fn run(
     // The pod belongs to the StatefulSet, not to the Redis: it is mapped by its label.
     Controller::new(resources, watcher::Config::default().any_semantic())
         .with_config(controller::Config::default().concurrency(16))
-        .owns_stream(secret_events)
         .owns_stream(stateful_set_events)
         .owns_stream(service_events)
         .watches_stream(pod_events, |pod: Pod| {
@@ -224,8 +226,9 @@ async fn reconcile(resource: Arc<Redis>, context: Arc<Context>) -> Result<Action
         }
         Err(error) => {
             context.metrics.failed(KIND, error.reason());
-            // Tell the user why, unless the status itself cannot be written.
-            if !matches!(error, Error::Status(_)) {
+            // Tell the user why, unless the status itself cannot be written or the error
+            // passes on its own.
+            if !matches!(error, Error::Status(_)) && quick_retry(&context, &uid, error).is_none() {
                 let mut status = base_status(&resource);
                 conditions::set(
                     &mut status.conditions,
@@ -253,22 +256,34 @@ async fn reconcile(resource: Arc<Redis>, context: Arc<Context>) -> Result<Action
 }
 
 fn error_policy(resource: Arc<Redis>, error: &Error, context: Arc<Context>) -> Action {
+    let uid = resource.uid().unwrap_or_default();
+    let quick = quick_retry(&context, &uid, error);
     let failures = context
         .failures
         .lock()
         .map(|mut failures| {
-            let count = failures
-                .entry(resource.uid().unwrap_or_default())
-                .or_insert(0);
+            let count = failures.entry(uid).or_insert(0);
             *count = count.saturating_add(1);
             *count
         })
         .unwrap_or(1);
+    if let Some(retry) = quick {
+        debug!(redis = %resource.name_any(), error = %describe(error), "this passes on its own; looking again");
+        return Action::requeue(retry);
+    }
     let backoff = Duration::from_millis(250)
         .saturating_mul(1 << failures.min(8))
         .min(Duration::from_secs(60));
     warn!(redis = %resource.name_any(), error = %describe(error), ?backoff, "reconcile failed");
     Action::requeue(backoff)
+}
+
+/// How soon to look again, quietly, after an error that passes on its own and has not lasted:
+/// the operator's RoleBinding in a new namespace not yet known to the authorizer.
+fn quick_retry(context: &Context, uid: &str, error: &Error) -> Option<Duration> {
+    (matches!(error, Error::SecretForbidden { .. })
+        && secrets::still_settling(&context.failures, uid))
+    .then_some(secrets::FORBIDDEN_RETRY)
 }
 
 /// The status's fixed parts, starting from the current status.
@@ -336,10 +351,23 @@ async fn reconcile_resource(
         }
     };
 
-    // Names taken by objects Jango Fett did not make are left alone.
+    // Names taken by objects Jango Fett did not make are left alone. Secrets are not cached:
+    // the configuration's is read now.
     let caches = &context.caches;
+    let config_name = children.config.name_any();
+    let config_secret = Api::<Secret>::namespaced(context.client.clone(), &namespace)
+        .get_opt(&config_name)
+        .await
+        .map_err(|source| {
+            secret_error(&namespace, source, |source| Error::Read {
+                kind: "Secret".to_owned(),
+                name: config_name.clone(),
+                source,
+            })
+        })?;
+    let config_secrets = secrets::snapshot(config_secret, ());
     let conflicts = futures::join!(
-        taken(context, &caches.secrets, &children.config, resource),
+        taken(context, &config_secrets, &children.config, resource),
         taken(context, &caches.services, &children.service, resource),
         taken(
             context,
@@ -365,7 +393,7 @@ async fn reconcile_resource(
         !is_subset(&template(&children.stateful_set), &template(current))
     });
     let (config, service, stateful_set) = futures::join!(
-        apply_child(context, &caches.secrets, children.config),
+        apply_child(context, &config_secrets, children.config),
         apply_child(context, &caches.services, children.service),
         apply_child(context, &caches.stateful_sets, children.stateful_set),
     );
@@ -413,7 +441,22 @@ async fn reconcile_resource(
         ),
     );
     write_status(resource, context, status, writes).await?;
-    Ok(Action::await_change())
+    Ok(Action::requeue(secrets::RESYNC))
+}
+
+/// `error` on a Secret in `namespace`: refused to the operator, or `otherwise`.
+fn secret_error(
+    namespace: &str,
+    error: kube::Error,
+    otherwise: impl FnOnce(kube::Error) -> Error,
+) -> Error {
+    if secrets::is_forbidden(&error) {
+        Error::SecretForbidden {
+            namespace: namespace.to_owned(),
+        }
+    } else {
+        otherwise(error)
+    }
 }
 
 /// The hash [`apply`] stamps on `object`.
@@ -434,72 +477,37 @@ async fn ensure_secret(
 ) -> Result<Result<String, String>, Error> {
     let namespace = resource.namespace().unwrap_or_default();
     let name = naming::redis(&resource.name_any());
-    let secrets: Api<Secret> = Api::namespaced(context.client.clone(), &namespace);
-    let read_error = |source| Error::Read {
-        kind: "Secret".to_owned(),
-        name: name.clone(),
-        source,
-    };
-    let existing = match context
-        .caches
-        .secrets
-        .get(&ObjectRef::new(&name).within(&namespace))
-    {
-        Some(secret) => Some(secret),
-        // Only labelled Secrets are cached; an unlabelled one of that name must be looked up.
-        None => secrets
-            .get_opt(&name)
-            .await
-            .map_err(read_error)?
-            .map(Arc::new),
-    };
-    let build_refusal = |invalid: build::Invalid| invalid.to_string();
-    match existing {
-        Some(existing) => {
-            let password = match build::our_password(&existing, resource) {
-                Ok(password) => password,
-                Err(message) => return Ok(Err(message)),
-            };
-            // The rest of the Secret (owner, labels, host) follows the resource; the password
-            // stays as it is.
-            let desired = match build::credentials(resource, &password) {
-                Ok(desired) => desired,
-                Err(invalid) => return Ok(Err(build_refusal(invalid))),
-            };
-            *writes += u64::from(apply_child(context, &context.caches.secrets, desired).await?);
+    let (ensured, wrote) = secrets::ensure(
+        &context.client,
+        &namespace,
+        &name,
+        FIELD_MANAGER,
+        |existing| build::our_password(existing, resource),
+        |password| build::credentials(resource, password).map_err(|invalid| invalid.to_string()),
+    )
+    .await
+    .map_err(|source| {
+        secret_error(&namespace, source, |source| Error::Secret {
+            name: name.clone(),
+            source,
+        })
+    })?;
+    *writes += u64::from(wrote);
+    match ensured {
+        secrets::Ensured::Password { password, created } => {
+            if created {
+                publish(
+                    context,
+                    resource,
+                    EventType::Normal,
+                    "CreatedSecret",
+                    format!("Created Secret {name} with a new password"),
+                )
+                .await;
+            }
             Ok(Ok(password))
         }
-        None => {
-            let password = super::postgresql::secret::new_password();
-            let desired = match build::credentials(resource, &password) {
-                Ok(desired) => stamp(desired),
-                Err(invalid) => return Ok(Err(build_refusal(invalid))),
-            };
-            let params = PostParams {
-                field_manager: Some(FIELD_MANAGER.to_owned()),
-                ..PostParams::default()
-            };
-            match secrets.create(&params, &desired).await {
-                Ok(_) => {
-                    *writes += 1;
-                    publish(
-                        context,
-                        resource,
-                        EventType::Normal,
-                        "CreatedSecret",
-                        format!("Created Secret {name} with a new password"),
-                    )
-                    .await;
-                    Ok(Ok(password))
-                }
-                // Made meanwhile (by an earlier, interrupted reconciliation): use that one.
-                Err(kube::Error::Api(status)) if status.code == 409 => {
-                    let existing = secrets.get(&name).await.map_err(read_error)?;
-                    Ok(build::our_password(&existing, resource))
-                }
-                Err(source) => Err(Error::Secret { name, source }),
-            }
-        }
+        secrets::Ensured::Refused(message) => Ok(Err(message)),
     }
 }
 
