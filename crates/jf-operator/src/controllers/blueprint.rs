@@ -12,9 +12,8 @@ use jf_api::Blueprint;
 use jf_api::blueprint::BlueprintStatus;
 use jf_api::conditions::{self, READY};
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::events::{EventType, Recorder};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
 use tracing::instrument;
 
@@ -74,7 +73,7 @@ pub async fn run(
         client,
         metrics,
     });
-    Controller::new(blueprints, watcher::Config::default().any_semantic())
+    super::controller(blueprints)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {

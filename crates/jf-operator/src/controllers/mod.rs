@@ -13,6 +13,7 @@ use std::hash::Hash;
 
 use futures::Stream;
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Client, Resource, ResourceExt as _};
@@ -158,10 +159,25 @@ where
 {
     let writer = reflector::store::Writer::new(dynamic_type);
     let store = writer.as_reader();
-    let config = watcher::Config::default().labels(selector).any_semantic();
-    let stream =
-        reflector::reflector(writer, watcher(api, config).default_backoff()).touched_objects();
+    let mut config = watcher::Config::default().any_semantic();
+    if !selector.is_empty() {
+        config = config.labels(selector);
+    }
+    // managedFields are often the larger part of an object, and nothing here reads them.
+    let stream = watcher(api, config)
+        .modify(|object| object.managed_fields_mut().clear())
+        .default_backoff();
+    let stream = reflector::reflector(writer, stream).touched_objects();
     (store, stream)
+}
+
+/// A controller of every `K`, whose cache (like [`cache`]'s) keeps no managedFields.
+pub fn controller<K>(api: Api<K>) -> Controller<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (store, stream) = cache(api, "");
+    Controller::for_stream(stream, store)
 }
 
 /// Stamps `object` with the hash of its content.

@@ -1,5 +1,6 @@
-//! A small pool of connections to the shared server: at most `max` at once, admin-database
-//! connections reused, connections to a resource's own database opened for one task.
+//! A small pool of connections to the shared server: at most `max` open at once, idle ones
+//! included; admin-database connections reused, connections to a resource's own database
+//! opened for one task.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -101,6 +102,10 @@ impl Pool {
     /// A connection to `database`, closed when dropped.
     pub async fn get_in(&self, database: &str) -> Result<Connection<'_>, Error> {
         let permit = self.permit().await?;
+        // Idle connections count towards the limit too: one makes way for this one.
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.pop();
+        }
         let mut config = self.config.clone();
         config.dbname(database);
         let client = self.connect(&config).await?;

@@ -28,10 +28,9 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
@@ -149,8 +148,8 @@ pub async fn run(
     let apps: Api<App> = Api::all(client.clone());
     super::check_listable(&apps, "Apps").await?;
     let selector = managed_selector();
-    let controller = Controller::new(apps, watcher::Config::default().any_semantic())
-        .with_config(controller::Config::default().concurrency(16));
+    let controller =
+        super::controller(apps).with_config(controller::Config::default().concurrency(16));
     let app_store = controller.store();
     let mut controller = controller;
 

@@ -30,10 +30,9 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding, S
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
@@ -226,7 +225,7 @@ pub async fn run(
 
     // Children are mapped to their Environment by label: owner references cannot name a
     // cluster-scoped owner from inside a namespace in kube-runtime's mapping.
-    Controller::new(environments, watcher::Config::default().any_semantic())
+    super::controller(environments)
         .with_config(controller::Config::default().concurrency(32))
         .watches_stream(namespace_events, owner)
         .watches_stream(role_binding_events, owner)

@@ -25,9 +25,8 @@ use jf_api::{DeletionPolicy, PostgreSQL, PostgreSQLStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{EventType, Recorder};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
 use serde_json::json;
 use tokio::sync::broadcast;
@@ -134,7 +133,7 @@ pub async fn run<S: Server>(
         failures: Mutex::default(),
         reconciled,
     });
-    Controller::new(resources, watcher::Config::default().any_semantic())
+    super::controller(resources)
         .with_config(controller::Config::default().concurrency(16))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)

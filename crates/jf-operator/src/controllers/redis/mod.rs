@@ -31,10 +31,9 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::Api;
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -185,7 +184,7 @@ pub async fn run(
         reconciled,
     });
     // The pod belongs to the StatefulSet, not to the Redis: it is mapped by its label.
-    Controller::new(resources, watcher::Config::default().any_semantic())
+    super::controller(resources)
         .with_config(controller::Config::default().concurrency(16))
         .owns_stream(stateful_set_events)
         .owns_stream(service_events)
