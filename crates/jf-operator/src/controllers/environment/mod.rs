@@ -226,7 +226,7 @@ pub async fn run(
     // Children are mapped to their Environment by label: owner references cannot name a
     // cluster-scoped owner from inside a namespace in kube-runtime's mapping.
     super::controller(environments)
-        .with_config(controller::Config::default().concurrency(32))
+        .with_config(controller::Config::default().concurrency(64))
         .watches_stream(namespace_events, owner)
         .watches_stream(role_binding_events, owner)
         .watches_stream(config_map_events, owner)
@@ -394,16 +394,6 @@ async fn apply_environment(
 ) -> Result<Action, Error> {
     let name = environment.name_any();
     let settings = &context.settings;
-    if !environment
-        .finalizers()
-        .iter()
-        .any(|finalizer| finalizer == ENVIRONMENT_FINALIZER)
-    {
-        let mut finalizers = environment.finalizers().to_vec();
-        finalizers.push(ENVIRONMENT_FINALIZER.to_owned());
-        set_finalizers(environment, context, finalizers).await?;
-        *writes += 1;
-    }
 
     let now = Timestamp::now();
     let expires_at = environment.spec.expires_at.as_ref().map(|time| time.0);
@@ -502,10 +492,28 @@ async fn apply_environment(
         }
     }
 
-    // Apply: the namespace first, then everything in it and the cluster-scoped RBAC at once
-    // (the ClusterRole before its binding, which RBAC checks against it).
-    *writes +=
-        u64::from(apply_child(context, &context.caches.namespaces, children.namespace).await?);
+    // Apply: the namespace first, with the finalizer that keeps the Environment until the
+    // namespace is gone (nothing needs it before the namespace exists), then everything in
+    // it and the cluster-scoped RBAC at once (the ClusterRole before its binding, which RBAC
+    // checks against it).
+    let finalizer = async {
+        if environment
+            .finalizers()
+            .iter()
+            .any(|finalizer| finalizer == ENVIRONMENT_FINALIZER)
+        {
+            return Ok(false);
+        }
+        let mut finalizers = environment.finalizers().to_vec();
+        finalizers.push(ENVIRONMENT_FINALIZER.to_owned());
+        set_finalizers(environment, context, finalizers).await?;
+        Ok(true)
+    };
+    let (finalizer, namespace_written) = futures::try_join!(
+        finalizer,
+        apply_child(context, &context.caches.namespaces, children.namespace)
+    )?;
+    *writes += u64::from(finalizer) + u64::from(namespace_written);
     let caches = &context.caches;
     let own_rbac = async {
         let role = apply_child(context, &caches.cluster_roles, children.cluster_role).await?;
