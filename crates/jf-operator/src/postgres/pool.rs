@@ -14,15 +14,27 @@ use super::Error;
 pub struct Pool {
     config: Config,
     permits: Arc<Semaphore>,
-    idle: Mutex<Vec<Client>>,
+    idle: Mutex<Vec<Idle>>,
+}
+
+/// An idle admin-database connection, and the task that drives it (done once it is closed).
+struct Idle {
+    client: Client,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Idle {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Idle")
+    }
 }
 
 /// A connection, returned to the pool (or closed) when dropped.
 pub struct Connection<'a> {
-    client: Option<Client>,
+    client: Option<(Client, tokio::task::JoinHandle<()>)>,
     pool: &'a Pool,
     reuse: bool,
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl std::ops::Deref for Connection<'_> {
@@ -30,18 +42,30 @@ impl std::ops::Deref for Connection<'_> {
 
     fn deref(&self) -> &Client {
         // Present until dropped.
-        self.client.as_ref().unwrap_or_else(|| unreachable!())
+        &self.client.as_ref().unwrap_or_else(|| unreachable!()).0
     }
 }
 
 impl Drop for Connection<'_> {
     fn drop(&mut self) {
-        if let Some(client) = self.client.take()
-            && self.reuse
+        let Some((client, driver)) = self.client.take() else {
+            return;
+        };
+        if self.reuse
             && !client.is_closed()
             && let Ok(mut idle) = self.pool.idle.lock()
         {
-            idle.push(client);
+            idle.push(Idle { client, driver });
+            return;
+        }
+        // Closed: its place is free once the connection has ended, not before.
+        drop(client);
+        let permit = self.permit.take();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(1), driver).await;
+                drop(permit);
+            });
         }
     }
 }
@@ -80,9 +104,9 @@ impl Pool {
     pub async fn get(&self) -> Result<Connection<'_>, Error> {
         let permit = self.permit().await?;
         let reused = self.idle.lock().ok().and_then(|mut idle| {
-            while let Some(client) = idle.pop() {
+            while let Some(Idle { client, driver }) = idle.pop() {
                 if !client.is_closed() {
-                    return Some(client);
+                    return Some((client, driver));
                 }
             }
             None
@@ -95,16 +119,19 @@ impl Pool {
             client: Some(client),
             pool: self,
             reuse: true,
-            _permit: permit,
+            permit: Some(permit),
         })
     }
 
     /// A connection to `database`, closed when dropped.
     pub async fn get_in(&self, database: &str) -> Result<Connection<'_>, Error> {
         let permit = self.permit().await?;
-        // Idle connections count towards the limit too: one makes way for this one.
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.pop();
+        // Idle connections count towards the limit too: one makes way for this one, closed
+        // before this one opens.
+        let evicted = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        if let Some(Idle { client, driver }) = evicted {
+            drop(client);
+            let _ = tokio::time::timeout(Duration::from_secs(1), driver).await;
         }
         let mut config = self.config.clone();
         config.dbname(database);
@@ -113,7 +140,7 @@ impl Pool {
             client: Some(client),
             pool: self,
             reuse: false,
-            _permit: permit,
+            permit: Some(permit),
         })
     }
 
@@ -125,13 +152,16 @@ impl Pool {
             .map_err(|_| Error::Closed)
     }
 
-    async fn connect(&self, config: &Config) -> Result<Client, Error> {
+    async fn connect(
+        &self,
+        config: &Config,
+    ) -> Result<(Client, tokio::task::JoinHandle<()>), Error> {
         let (client, connection) = config.connect(NoTls).await.map_err(Error::Unavailable)?;
-        tokio::spawn(async move {
+        let driver = tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "a PostgreSQL connection ended");
             }
         });
-        Ok(client)
+        Ok((client, driver))
     }
 }
