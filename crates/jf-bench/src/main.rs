@@ -1,4 +1,4 @@
-//! `jf-bench`: measures the operator against DESIGN.md §6 on a local cluster of its own.
+//! `jf-bench`: measures the operator against the performance targets on a local cluster of its own.
 //!
 //! It starts a cluster through jf-testkit (real kube-apiserver, etcd, controller manager,
 //! scheduler, kwok, PostgreSQL and Redis), installs the CRDs and the operator's RBAC as the
@@ -36,7 +36,7 @@ use crate::scenarios::Bench;
 use crate::stack::{Programs, Stack};
 
 /// Benchmarks the Jango Fett operator on a local cluster of its own and checks the figures
-/// against DESIGN.md §6.
+/// against the performance targets.
 #[derive(Debug, Clone, Parser, Serialize)]
 #[command(name = "jf-bench", version)]
 pub struct Settings {

@@ -1,5 +1,5 @@
 //! Every figure of a run, as `report.json` and as the tables printed at the end, with each
-//! figure checked against the targets of DESIGN.md §6.
+//! figure checked against the performance targets.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -29,7 +29,7 @@ pub struct Report {
     pub relists: Vec<RelistFigure>,
     pub deploys: Vec<DeployRun>,
     pub targets: Vec<TargetCheck>,
-    /// Targets of DESIGN.md §6 this benchmark does not measure, and why.
+    /// Performance targets this benchmark does not measure, and why.
     pub not_measured: Vec<String>,
     /// What else a reader should know about the figures.
     pub notes: Vec<String>,
@@ -61,7 +61,7 @@ pub struct Phase {
     pub seconds: f64,
 }
 
-/// A DESIGN.md target for a latency row.
+/// A performance target for a latency row.
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
     pub text: String,
@@ -308,7 +308,7 @@ pub struct DeployRun {
     pub stderr: String,
 }
 
-/// One line of DESIGN.md §6.
+/// One performance target.
 #[derive(Debug, Serialize)]
 pub struct TargetCheck {
     pub measure: String,
@@ -334,7 +334,7 @@ impl Report {
         }
     }
 
-    /// The lines of DESIGN.md §6, each with this run's figure.
+    /// The performance targets, each with this run's figure.
     pub fn check_targets(&mut self) {
         let mut checks = Vec::new();
         for latency in self
@@ -467,7 +467,7 @@ impl Report {
         }
         let _ = writeln!(out, "\nMemory and scale");
         out.push_str(&self.memory_lines());
-        let _ = writeln!(out, "\nDESIGN.md §6 targets");
+        let _ = writeln!(out, "\nTargets");
         out.push_str(&self.targets_table());
         for note in &self.notes {
             let _ = writeln!(out, "note: {note}");

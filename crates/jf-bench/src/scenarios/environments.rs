@@ -16,12 +16,12 @@ use crate::progress;
 use crate::report::{Latency, Target};
 use crate::tracker::{Tracker, Until};
 
-/// DESIGN.md §6: Environment ready, local control plane.
+/// Target: Environment ready, local control plane.
 pub fn ready_target() -> Target {
     Target::percentiles("p50 < 200 ms, p99 < 1 s", 200.0, 1000.0)
 }
 
-/// DESIGN.md §6: 1,000 Environments created at once.
+/// Target: 1,000 Environments created at once.
 pub fn batch_target() -> Target {
     Target {
         all: true,

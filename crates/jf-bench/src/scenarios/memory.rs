@@ -16,7 +16,7 @@ use crate::operator::QUIET_LOG;
 use crate::progress;
 use crate::report::{MemoryFigure, RelistFigure, ScaleFigure};
 
-/// DESIGN.md §6: operator memory at 1,000 / 10,000 objects, in MB.
+/// Target: operator memory at 1,000 / 10,000 objects, in MB.
 pub fn memory_target(environments: usize) -> f64 {
     if environments <= 1_100 { 50.0 } else { 150.0 }
 }

@@ -32,12 +32,12 @@ const NAME: &str = "db";
 /// How often the operator's connections are counted.
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
-/// DESIGN.md §6: PostgreSQL ready (role + database + extension).
+/// Target: PostgreSQL ready (role + database + extension).
 fn ready_target() -> Target {
     Target::percentiles("p50 < 250 ms, p99 < 2 s", 250.0, 2000.0)
 }
 
-/// DESIGN.md §6: delete with 20 open connections.
+/// Target: delete with 20 open connections.
 fn delete_target() -> Target {
     Target {
         max_ms: Some(5000.0),
@@ -46,7 +46,7 @@ fn delete_target() -> Target {
     }
 }
 
-/// DESIGN.md §6: PostgreSQL connections held by the operator.
+/// Target: PostgreSQL connections held by the operator.
 const CONNECTIONS_TARGET: i64 = 4;
 
 pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<()> {
@@ -327,6 +327,7 @@ impl Sampler {
                                 "SELECT coalesce(datname, ''), count(*) FROM pg_stat_activity \
                                  WHERE backend_type = 'client backend' \
                                  AND usename = current_user AND pid <> pg_backend_pid() \
+                                 AND application_name = 'jango-fett-operator' \
                                  GROUP BY 1",
                                 &[],
                             )
