@@ -143,20 +143,7 @@ impl Operator {
     async fn wait_until_leading(&mut self) -> anyhow::Result<SocketAddr> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            let text = fs::read_to_string(&self.log).unwrap_or_default();
-            let lines: Vec<serde_json::Value> = text
-                .lines()
-                .filter_map(|line| serde_json::from_str(line).ok())
-                .collect();
-            let address = lines
-                .iter()
-                .find_map(|line| line.get("address")?.as_str()?.parse().ok());
-            let leading = lines.iter().any(|line| {
-                line.get("message").and_then(serde_json::Value::as_str) == Some("became the leader")
-            });
-            if let Some(address) = address
-                && leading
-            {
+            if let Some(address) = jf_testkit::operator::serving_and_leading(&self.log) {
                 return Ok(address);
             }
             self.check_started(deadline)?;

@@ -236,25 +236,7 @@ async fn start(cluster: &LocalCluster, arguments: &[&str]) -> Result<OperatorPro
     // controllers (a Lease left by an operator killed earlier may keep it waiting a while).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect();
-        let address = lines
-            .iter()
-            .find_map(|line| line.get("address")?.as_str()?.parse().ok());
-        let leading = lines.iter().any(|line| {
-            line.pointer("/fields/message")
-                .or_else(|| line.get("message"))
-                .and_then(serde_json::Value::as_str)
-                .is_some_and(|message| {
-                    message == "became the leader" || message.starts_with("leader election is off")
-                })
-        });
-        if let Some(http_address) = address
-            && leading
-        {
+        if let Some(http_address) = serving_and_leading(&log) {
             return Ok(OperatorProcess {
                 http_address,
                 log,
@@ -270,6 +252,31 @@ async fn start(cluster: &LocalCluster, arguments: &[&str]) -> Result<OperatorPro
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The address the operator whose JSON log is `log` serves `/metrics` on, once that log says
+/// it also runs its controllers (it became the leader, or leader election is off).
+pub fn serving_and_leading(log: &Path) -> Option<SocketAddr> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let leading = lines.iter().any(|line| {
+        line.pointer("/fields/message")
+            .or_else(|| line.get("message"))
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|message| {
+                message == "became the leader" || message.starts_with("leader election is off")
+            })
+    });
+    leading
+        .then(|| {
+            lines
+                .iter()
+                .find_map(|line| line.get("address")?.as_str()?.parse().ok())
+        })
+        .flatten()
 }
 
 /// Starts the operator under a shell that stops it when our end of its stdin closes.
