@@ -47,6 +47,15 @@ async fn developer(client: &Client, admin_kubeconfig: &Path) -> anyhow::Result<P
     Api::<ClusterRoleBinding>::all(client.clone())
         .create(&Default::default(), &binding)
         .await?;
+    jf_testkit::until_allowed(
+        client,
+        &user,
+        "create",
+        "jango-fett.dev",
+        "environments",
+        None,
+    )
+    .await;
     kubeconfig_as(admin_kubeconfig, &user)
 }
 

@@ -160,3 +160,48 @@ pub fn unique_name(prefix: &str) -> String {
         .collect();
     format!("{prefix}-{suffix}")
 }
+
+/// Waits until the API server's authorizer lets `user` `verb` `resource` of `group` (in
+/// `namespace`, or cluster-wide): a new binding reaches the authorizer a moment after it is
+/// written, and a test that acts as `user` at once may otherwise be refused.
+pub async fn until_allowed(
+    admin: &kube::Client,
+    user: &str,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    namespace: Option<&str>,
+) {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+    };
+    let reviews: kube::Api<SubjectAccessReview> = kube::Api::all(admin.clone());
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.to_owned()),
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(verb.to_owned()),
+                group: Some(group.to_owned()),
+                resource: Some(resource.to_owned()),
+                namespace: namespace.map(str::to_owned),
+                ..ResourceAttributes::default()
+            }),
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    eventually(
+        &format!("{user} to be allowed to {verb} {resource}"),
+        || async {
+            let answer = reviews.create(&Default::default(), &review).await?;
+            let status = answer.status.unwrap_or_default();
+            anyhow::ensure!(
+                status.allowed,
+                "not yet: {}",
+                status.reason.unwrap_or_default()
+            );
+            Ok(())
+        },
+    )
+    .await;
+}
