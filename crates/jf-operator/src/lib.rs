@@ -75,6 +75,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if postgres.is_none() {
         tracing::warn!("no --postgres-admin-url: PostgreSQL resources will report NotConfigured");
     }
+    let access = Arc::new(
+        controllers::secrets::Access::new(
+            client.clone(),
+            &settings.environments.operator_namespace_role,
+        )
+        .await?,
+    );
     let mut environments = tokio::spawn(controllers::environment::run(
         client.clone(),
         settings.environments.clone(),
@@ -85,9 +92,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut databases = tokio::spawn(controllers::postgresql::run(
         client.clone(),
         settings.postgres.clone(),
-        postgres,
-        endpoint,
+        (postgres, endpoint),
         metrics.clone(),
+        access.clone(),
         tokio::sync::broadcast::channel(1).0,
         wait_for(stopped.clone()),
     ));
@@ -95,6 +102,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         client.clone(),
         settings.redis.clone(),
         metrics.clone(),
+        access.clone(),
         tokio::sync::broadcast::channel(1).0,
         wait_for(stopped.clone()),
     ));
@@ -107,6 +115,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         client,
         settings.environments.clone(),
         metrics.clone(),
+        access.clone(),
         tokio::sync::broadcast::channel(1).0,
         wait_for(stopped.clone()),
     ));

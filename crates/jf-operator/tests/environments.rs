@@ -188,8 +188,29 @@ async fn deleting_the_environment_cascades_to_everything_in_it() -> anyhow::Resu
 async fn children_deleted_or_edited_by_hand_are_put_back() -> anyhow::Result<()> {
     let client = admin().await;
     let name = unique_name("restore");
-    create(&client, &name, spec(&["alice"], &[("KEY", "value")])).await?;
+    // The finalizer comes with the create itself, from the install's admission policy.
+    let created = create(&client, &name, spec(&["alice"], &[("KEY", "value")])).await?;
+    assert_eq!(created.finalizers(), ["jango-fett.dev/namespace"]);
     ready(&client, &name).await;
+    // Removed by hand, it is put back by the operator.
+    let environments: Api<Environment> = Api::all(client.clone());
+    environments
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await?;
+    eventually("the finalizer to be back", || async {
+        let environment = environments.get(&name).await?;
+        ensure!(
+            environment.finalizers() == ["jango-fett.dev/namespace"],
+            "{:?}",
+            environment.finalizers()
+        );
+        Ok(())
+    })
+    .await;
     let namespace = format!("jf-{name}");
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &namespace);

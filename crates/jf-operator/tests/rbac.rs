@@ -4,7 +4,7 @@
 //! these prove it lacks the dangerous ones.
 
 use jf_api::conditions::{self, READY};
-use jf_api::{Environment, EnvironmentSpec, PostgreSQL, PostgreSQLSpec};
+use jf_api::{Environment, EnvironmentSpec, PostgreSQL, PostgreSQLSpec, Redis, RedisSpec};
 use jf_testkit::{cluster, eventually, unique_name};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
@@ -196,7 +196,7 @@ async fn the_operator_may_use_secrets_only_in_environments_namespaces() -> anyho
         other => panic!("listing the Secrets of kube-system was not refused: {other:?}"),
     }
 
-    // In an environment's namespace, once the operator has made it, it may.
+    // In an environment's namespace, only once something there needs Secrets.
     let admin = cluster().await.client().await?;
     jf_testkit::operator(&[]).await;
     let name = unique_name("rbac");
@@ -219,9 +219,22 @@ async fn the_operator_may_use_secrets_only_in_environments_namespaces() -> anyho
             .ok_or_else(|| anyhow::anyhow!("no namespace in the status"))
     })
     .await;
+    assert!(
+        !may(&client, "get", "", "secrets", Some(&namespace), None).await?,
+        "an environment with nothing that needs Secrets grants the operator none"
+    );
+    let redis: Api<Redis> = Api::namespaced(admin.clone(), &namespace);
+    redis
+        .create(
+            &PostParams::default(),
+            &Redis::new("cache", RedisSpec::default()),
+        )
+        .await?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-    eventually("the operator to list the environment's Secrets", || async {
-        anyhow::Ok(secrets.list(&ListParams::default()).await?)
+    eventually("the operator to make the Redis's Secret", || async {
+        let listed = secrets.list(&ListParams::default()).await?;
+        anyhow::ensure!(!listed.items.is_empty(), "no Secret yet");
+        Ok(())
     })
     .await;
     for verb in ["get", "list", "create", "patch", "delete"] {
@@ -232,14 +245,17 @@ async fn the_operator_may_use_secrets_only_in_environments_namespaces() -> anyho
     }
     // Only the Secrets: nothing else comes with its RoleBinding there.
     assert!(!may(&client, "create", "", "pods/exec", Some(&namespace), None).await?);
-    environments.delete(&name, &DeleteParams::default()).await?;
 
-    // Outside environments, a PostgreSQL resource is refused, saying why and what to do.
+    // Outside environments, a PostgreSQL resource is refused, saying why and what to do, even
+    // in a namespace that claims to be the environment's by its label.
     let plain = unique_name("rbac-plain");
     Api::<Namespace>::all(admin.clone())
         .create(
             &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": plain}}))?,
+            &serde_json::from_value(json!({"metadata": {
+                "name": plain,
+                "labels": {"jango-fett.dev/environment": name},
+            }}))?,
         )
         .await?;
     let databases: Api<PostgreSQL> = Api::namespaced(admin.clone(), &plain);
@@ -263,6 +279,8 @@ async fn the_operator_may_use_secrets_only_in_environments_namespaces() -> anyho
         )) && message.contains("jango-fett-operator-namespaced"),
         "{message}"
     );
+    assert!(!may(&client, "get", "", "secrets", Some(&plain), None).await?);
+    environments.delete(&name, &DeleteParams::default()).await?;
     Api::<Namespace>::all(admin)
         .delete(&plain, &DeleteParams::default())
         .await?;

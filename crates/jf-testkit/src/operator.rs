@@ -49,8 +49,8 @@ pub async fn operator(arguments: &[&str]) -> &'static OperatorProcess {
 /// the namespace roles admin, edit and view.
 const USER_ROLES: &str = include_str!("../../../deploy/rbac/user-roles.yaml");
 
-/// Applies every CRD of the API and waits until they are established, and the ClusterRoles of
-/// its users.
+/// Applies every CRD of the API and waits until they are established, the ClusterRoles of its
+/// users, and the admission policy that gives new Environments their finalizer.
 pub async fn install_crds(client: &Client) -> Result<(), Error> {
     let roles: Api<ClusterRole> = Api::all(client.clone());
     let params = PatchParams::apply("jf-testkit").force();
@@ -88,7 +88,46 @@ pub async fn install_crds(client: &Client) -> Result<(), Error> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    Ok(())
+    apply_from_install(
+        client,
+        &["MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"],
+    )
+    .await?;
+    until_the_policy_applies(client).await
+}
+
+/// Waits until the API server enforces the finalizer policy: a new policy takes effect a
+/// moment after it is written. A dry-run create goes through admission and stores nothing.
+async fn until_the_policy_applies(client: &Client) -> Result<(), Error> {
+    use kube::api::PostParams;
+    let environments: Api<jf_api::Environment> = Api::all(client.clone());
+    let probe = jf_api::Environment::new("jf-testkit-admission-probe", Default::default());
+    let params = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let timeout = Duration::from_secs(30);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let created = environments.create(&params, &probe).await?;
+        if created
+            .metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|finalizer| finalizer == jf_api::naming::ENVIRONMENT_FINALIZER)
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Timeout {
+                what: "the Environment finalizer policy to take effect".to_owned(),
+                after: timeout,
+                logs: Vec::new(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The `jango-fett-operator` built beside the running test binary, or `$JF_OPERATOR_BIN`.
@@ -124,6 +163,22 @@ pub const OPERATOR_SERVICE_ACCOUNT: &str = "jango-fett-operator";
 /// Applies the namespace, the ServiceAccount and the RBAC of the operator's install: exactly
 /// the permissions a cluster that installs it gives it.
 pub async fn install_operator_rbac(client: &Client) -> Result<(), Error> {
+    apply_from_install(
+        client,
+        &[
+            "Namespace",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+        ],
+    )
+    .await
+}
+
+/// Applies the objects of these kinds from deploy/operator/install.yaml, in its order.
+async fn apply_from_install(client: &Client, kinds: &[&str]) -> Result<(), Error> {
     use kube::api::{ApiResource, DynamicObject};
     use kube::core::GroupVersionKind;
     let params = PatchParams::apply("jf-testkit").force();
@@ -135,21 +190,13 @@ pub async fn install_operator_rbac(client: &Client) -> Result<(), Error> {
     })?;
     for object in objects {
         let Some(types) = &object.types else { continue };
+        if !kinds.contains(&types.kind.as_str()) {
+            continue;
+        }
         let (group, version) = types
             .api_version
             .rsplit_once('/')
             .unwrap_or(("", types.api_version.as_str()));
-        if !matches!(
-            types.kind.as_str(),
-            "Namespace"
-                | "ServiceAccount"
-                | "ClusterRole"
-                | "ClusterRoleBinding"
-                | "Role"
-                | "RoleBinding"
-        ) {
-            continue;
-        }
         let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &types.kind));
         let api: Api<DynamicObject> = match object.metadata.namespace.as_deref() {
             Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),

@@ -7,6 +7,7 @@ pub mod environment;
 pub mod postgresql;
 pub mod redis;
 pub mod secrets;
+pub mod written;
 
 use std::fmt::Debug;
 use std::hash::Hash;

@@ -101,6 +101,14 @@ pub async fn operator() -> &'static Operator {
                     let (server, endpoint) =
                         jf_operator::postgres_server(&postgres_settings, &metrics)
                             .expect("a PostgreSQL server");
+                    let access = std::sync::Arc::new(
+                        jf_operator::controllers::secrets::Access::new(
+                            client.clone(),
+                            &EnvironmentSettings::default().operator_namespace_role,
+                        )
+                        .await
+                        .expect("the operator's identity"),
+                    );
                     let (environments, databases, redis, blueprints, apps) = futures::join!(
                         environment::run(
                             client.clone(),
@@ -112,9 +120,9 @@ pub async fn operator() -> &'static Operator {
                         postgresql::run(
                             client.clone(),
                             postgres_settings,
-                            server,
-                            endpoint,
+                            (server, endpoint),
                             metrics.clone(),
+                            access.clone(),
                             databases_sender,
                             std::future::pending(),
                         ),
@@ -122,6 +130,7 @@ pub async fn operator() -> &'static Operator {
                             client.clone(),
                             RedisSettings::default(),
                             metrics.clone(),
+                            access.clone(),
                             redis_sender,
                             std::future::pending(),
                         ),
@@ -134,6 +143,7 @@ pub async fn operator() -> &'static Operator {
                             client,
                             EnvironmentSettings::default(),
                             metrics,
+                            access.clone(),
                             apps_sender,
                             std::future::pending(),
                         ),

@@ -63,6 +63,8 @@ struct Kind {
 /// What every reconciliation shares.
 pub struct Context {
     pub client: Client,
+    /// Grants the operator Secrets in an environment's namespace when they are refused.
+    pub access: Arc<secrets::Access>,
     pub settings: EnvironmentSettings,
     pub metrics: Arc<Metrics>,
     recorder: Recorder,
@@ -142,6 +144,7 @@ pub async fn run(
     client: Client,
     settings: EnvironmentSettings,
     metrics: Arc<Metrics>,
+    access: Arc<secrets::Access>,
     reconciled: broadcast::Sender<Reconciled>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
@@ -249,6 +252,7 @@ pub async fn run(
     }
     let secrets = secrets.ok_or_else(|| anyhow::anyhow!("a Blueprint may hold Secrets"))?;
     let context = Arc::new(Context {
+        access,
         recorder: super::recorder(client.clone()),
         client,
         settings,
@@ -340,6 +344,9 @@ async fn reconcile(app: Arc<App>, context: Arc<Context>) -> Result<Action, Error
         }
         Err(error) => {
             context.metrics.failed(KIND, error.reason());
+            if let Error::SecretForbidden { namespace } = error {
+                writes += u64::from(context.access.refused(namespace).await);
+            }
             // Tell the user why, unless the status itself cannot be written or the error
             // passes on its own.
             if !matches!(error, Error::Status(_)) && quick_retry(&context, &key, error).is_none() {

@@ -8,7 +8,7 @@ use jf_api::naming::{self, ENVIRONMENT_LABEL};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use kube::{Resource as _, ResourceExt as _};
 use serde_json::json;
 
@@ -21,8 +21,6 @@ pub struct Children {
     pub cluster_role: ClusterRole,
     pub cluster_role_binding: ClusterRoleBinding,
     pub role_binding: RoleBinding,
-    /// Grants the operator, in the namespace only, what it may do nowhere else.
-    pub operator_role_binding: RoleBinding,
     pub config_map: ConfigMap,
     pub network_policy: NetworkPolicy,
     /// Absent when neither the Environment nor the operator sets a quota.
@@ -81,12 +79,10 @@ pub fn url(environment: &Environment, settings: &EnvironmentSettings) -> String 
     )
 }
 
-/// Every object the Environment should have, owned by it. `operator` is the operator's own
-/// identity.
+/// Every object the Environment should have, owned by it.
 pub fn children(
     environment: &Environment,
     settings: &EnvironmentSettings,
-    operator: &Subject,
 ) -> Result<Children, Invalid> {
     let role = role(environment, settings)?;
     let mut owner = environment
@@ -207,15 +203,6 @@ pub fn children(
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
                 "subjects": subjects,
             }))?,
-            operator_role_binding: object(json!({
-                "metadata": metadata(naming::OPERATOR_ROLE_BINDING, true),
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": settings.operator_namespace_role,
-                },
-                "subjects": [operator],
-            }))?,
             config_map: object(json!({
                 "metadata": metadata(naming::CONFIG_MAP, true),
                 "data": config,
@@ -263,15 +250,6 @@ mod tests {
         environment
     }
 
-    fn operator() -> Subject {
-        Subject {
-            kind: "ServiceAccount".to_owned(),
-            name: "jango-fett-operator".to_owned(),
-            namespace: Some("jango-fett-system".to_owned()),
-            api_group: None,
-        }
-    }
-
     fn value<T: serde::Serialize>(object: &T) -> serde_json::Value {
         serde_json::to_value(object).expect("serializes")
     }
@@ -284,12 +262,8 @@ mod tests {
             config: BTreeMap::from([("FEATURE_X".to_owned(), "on".to_owned())]),
             ..EnvironmentSpec::default()
         };
-        let children = children(
-            &environment(spec),
-            &EnvironmentSettings::default(),
-            &operator(),
-        )
-        .expect("builds");
+        let children =
+            children(&environment(spec), &EnvironmentSettings::default()).expect("builds");
         let owner = json!([{
             "apiVersion": "jango-fett.dev/v1alpha1", "kind": "Environment", "name": "fix-bug",
             "uid": "0b5a-uid", "controller": true, "blockOwnerDeletion": true
@@ -323,15 +297,6 @@ mod tests {
                 "metadata": {"name": "jf-users", "namespace": "jf-fix-bug", "labels": labels, "ownerReferences": owner},
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
                 "subjects": subjects
-            })
-        );
-        assert_eq!(
-            value(&children.operator_role_binding),
-            json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                "metadata": {"name": "jf-operator", "namespace": "jf-fix-bug", "labels": labels, "ownerReferences": owner},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "jango-fett-operator-namespaced"},
-                "subjects": [{"kind": "ServiceAccount", "name": "jango-fett-operator", "namespace": "jango-fett-system"}]
             })
         );
         assert_eq!(
@@ -390,7 +355,7 @@ mod tests {
             }),
             ..EnvironmentSpec::default()
         };
-        let children = children(&environment(spec), &settings, &operator()).expect("builds");
+        let children = children(&environment(spec), &settings).expect("builds");
         let quota = value(&children.resource_quota.expect("a quota"));
         assert_eq!(
             quota["spec"],
@@ -411,7 +376,7 @@ mod tests {
                 role: Some(role.to_owned()),
                 ..EnvironmentSpec::default()
             };
-            let error = children(&environment(spec), &settings, &operator()).expect_err("refused");
+            let error = children(&environment(spec), &settings).expect_err("refused");
             assert_eq!(error.reason(), "RoleNotAllowed");
             assert!(error.to_string().contains("admin, edit, view"), "{error}");
         }
@@ -419,16 +384,14 @@ mod tests {
             role: Some("view".to_owned()),
             ..EnvironmentSpec::default()
         };
-        let children =
-            children(&environment(spec), &settings, &operator()).expect("view is allowed");
+        let children = children(&environment(spec), &settings).expect("view is allowed");
         assert_eq!(children.role_binding.role_ref.name, "view");
     }
 
     #[test]
     fn needs_a_persisted_environment() {
         let environment = Environment::new("fix-bug", EnvironmentSpec::default());
-        let error = children(&environment, &EnvironmentSettings::default(), &operator())
-            .expect_err("no uid");
+        let error = children(&environment, &EnvironmentSettings::default()).expect_err("no uid");
         assert_eq!(error, Invalid::NoUid);
     }
 }

@@ -23,13 +23,12 @@ use futures::StreamExt as _;
 use jf_api::conditions::{self, READY};
 use jf_api::naming::{self, ENVIRONMENT_FINALIZER, ENVIRONMENT_LABEL};
 use jf_api::{Environment, EnvironmentPhase, EnvironmentStatus};
-use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -38,6 +37,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, watch};
 use tracing::{debug, info, instrument, warn};
 
+use super::written::Written;
 use super::{apply, cache, describe, managed_selector};
 use crate::settings::EnvironmentSettings;
 use crate::telemetry::Metrics;
@@ -87,8 +87,6 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub caches: Caches,
-    /// The operator itself, as the subject of its RoleBinding in each namespace.
-    pub operator: Subject,
     /// Consecutive failures per Environment, for its backoff.
     failures: Mutex<HashMap<String, u32>>,
     /// Environments this process put to sleep and has not woken yet. The status says so
@@ -96,6 +94,8 @@ pub struct Context {
     asleep: Mutex<HashSet<String>>,
     /// True once every cache has its first full list.
     caches_ready: watch::Receiver<bool>,
+    /// Statuses written that the cache may not show yet.
+    written: Written,
     /// Told about every reconciliation (tests and benchmarks listen; nobody has to).
     reconciled: broadcast::Sender<Reconciled>,
 }
@@ -172,8 +172,6 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let environments: Api<Environment> = Api::all(client.clone());
     super::check_listable(&environments, "Environments").await?;
-    let operator = whoami(&client).await?;
-    info!(kind = %operator.kind, name = %operator.name, "the operator's RoleBinding in each environment names it");
 
     let selector = managed_selector();
     let (namespaces, namespace_events) = cache(Api::<Namespace>::all(client.clone()), &selector);
@@ -216,10 +214,10 @@ pub async fn run(
         settings,
         metrics,
         caches,
-        operator,
         caches_ready,
         failures: Mutex::default(),
         asleep: Mutex::default(),
+        written: Written::default(),
         reconciled,
     });
 
@@ -244,43 +242,6 @@ pub async fn run(
         })
         .await;
     Ok(())
-}
-
-/// The operator's own identity, as the API server authenticates it (a SelfSubjectReview, which
-/// every authenticated user may make), as an RBAC subject.
-async fn whoami(client: &Client) -> anyhow::Result<Subject> {
-    let review = Api::<SelfSubjectReview>::all(client.clone())
-        .create(&PostParams::default(), &SelfSubjectReview::default())
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot learn the operator's own identity: {error}"))?;
-    let username = review
-        .status
-        .and_then(|status| status.user_info)
-        .and_then(|user| user.username)
-        .unwrap_or_default();
-    Ok(subject(&username))
-}
-
-/// The RBAC subject of the user `username`: a ServiceAccount's is named
-/// `system:serviceaccount:<namespace>:<name>`.
-fn subject(username: &str) -> Subject {
-    match username
-        .strip_prefix("system:serviceaccount:")
-        .and_then(|rest| rest.split_once(':'))
-    {
-        Some((namespace, name)) => Subject {
-            kind: "ServiceAccount".to_owned(),
-            name: name.to_owned(),
-            namespace: Some(namespace.to_owned()),
-            api_group: None,
-        },
-        None => Subject {
-            kind: "User".to_owned(),
-            name: username.to_owned(),
-            namespace: None,
-            api_group: Some("rbac.authorization.k8s.io".to_owned()),
-        },
-    }
 }
 
 fn owner<K: Resource>(child: K) -> Option<ObjectRef<Environment>> {
@@ -420,7 +381,7 @@ async fn apply_environment(
     let mut status = base_status(environment, settings);
 
     // Validate and build.
-    let children = match build::children(environment, settings, &context.operator) {
+    let children = match build::children(environment, settings) {
         Ok(children) => children,
         Err(invalid) => {
             let message = match invalid {
@@ -502,18 +463,27 @@ async fn apply_environment(
             .iter()
             .any(|finalizer| finalizer == ENVIRONMENT_FINALIZER)
         {
-            return Ok(false);
+            return Ok(None);
         }
         let mut finalizers = environment.finalizers().to_vec();
         finalizers.push(ENVIRONMENT_FINALIZER.to_owned());
-        set_finalizers(environment, context, finalizers).await?;
-        Ok(true)
+        let patched = set_finalizers(environment, context, finalizers).await?;
+        Ok(Some(patched))
     };
-    let (finalizer, namespace_written) = futures::try_join!(
+    let (patched, namespace_written) = futures::try_join!(
         finalizer,
         apply_child(context, &context.caches.namespaces, children.namespace)
     )?;
-    *writes += u64::from(finalizer) + u64::from(namespace_written);
+    *writes += u64::from(patched.is_some()) + u64::from(namespace_written);
+    // The status is written over the Environment with its finalizer.
+    let finalized;
+    let (environment, earlier) = match patched {
+        Some(patched) => {
+            finalized = patched;
+            (&finalized, environment.resource_version())
+        }
+        None => (environment, None),
+    };
     let caches = &context.caches;
     let own_rbac = async {
         let role = apply_child(context, &caches.cluster_roles, children.cluster_role).await?;
@@ -528,7 +498,6 @@ async fn apply_environment(
     let results = futures::join!(
         own_rbac,
         apply_role_binding(context, children.role_binding),
-        apply_role_binding(context, children.operator_role_binding),
         apply_child(context, &caches.config_maps, children.config_map),
         apply_child(context, &caches.network_policies, children.network_policy),
         apply_or_remove(
@@ -547,7 +516,7 @@ async fn apply_environment(
         ),
     );
     for result in [
-        results.0, results.1, results.2, results.3, results.4, results.5, results.6,
+        results.0, results.1, results.2, results.3, results.4, results.5,
     ] {
         *writes += u64::from(result?);
     }
@@ -623,7 +592,7 @@ async fn apply_environment(
                 .max(Duration::from_secs(1)),
         );
     }
-    write_status(environment, context, status, writes).await?;
+    write_status_over(environment, context, status, writes, earlier).await?;
     Ok(next.map_or_else(Action::await_change, Action::requeue))
 }
 
@@ -735,6 +704,7 @@ async fn cleanup(
                 .cloned()
                 .collect();
             set_finalizers(environment, context, finalizers).await?;
+            context.written.forget(&environment.name_any());
             *writes += 1;
             Ok(Action::await_change())
         }
@@ -746,7 +716,7 @@ async fn set_finalizers(
     environment: &Environment,
     context: &Context,
     finalizers: Vec<String>,
-) -> Result<(), Error> {
+) -> Result<Environment, Error> {
     let patch = json!({
         "metadata": {
             "finalizers": finalizers,
@@ -763,8 +733,7 @@ async fn set_finalizers(
             &Patch::Merge(&patch),
         )
         .await
-        .map_err(Error::Finalizer)?;
-    Ok(())
+        .map_err(Error::Finalizer)
 }
 
 async fn apply_child<K>(context: &Context, store: &Store<K>, desired: K) -> Result<bool, Error>
@@ -899,17 +868,41 @@ async fn write_status(
     status: EnvironmentStatus,
     writes: &mut u64,
 ) -> Result<(), Error> {
-    *writes += u64::from(
-        super::apply_status(
-            &context.client,
-            environment,
-            environment.status.as_ref(),
-            &status,
-            FIELD_MANAGER,
-        )
-        .await
-        .map_err(Error::Status)?,
-    );
+    write_status_over(environment, context, status, writes, None).await
+}
+
+/// Writes the status if it differs from the current one and was not written over this very
+/// version already; `earlier` is the version this reconciliation read before its own write
+/// to the Environment, if it made one.
+async fn write_status_over(
+    environment: &Environment,
+    context: &Context,
+    status: EnvironmentStatus,
+    writes: &mut u64,
+    earlier: Option<String>,
+) -> Result<(), Error> {
+    let name = environment.name_any();
+    let version = environment.resource_version();
+    if environment.status.as_ref() != Some(&status)
+        && context.written.already(&name, version.as_deref(), &status)
+    {
+        return Ok(());
+    }
+    let wrote = super::apply_status(
+        &context.client,
+        environment,
+        environment.status.as_ref(),
+        &status,
+        FIELD_MANAGER,
+    )
+    .await
+    .map_err(Error::Status)?;
+    if wrote {
+        context
+            .written
+            .record(&name, version.into_iter().chain(earlier).collect(), &status);
+        *writes += 1;
+    }
     Ok(())
 }
 
@@ -922,40 +915,4 @@ async fn publish(
     note: String,
 ) {
     super::publish(&context.recorder, environment, type_, reason, note).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_service_account_is_bound_as_one_and_anyone_else_as_a_user() {
-        let account = subject("system:serviceaccount:jango-fett-system:jango-fett-operator");
-        assert_eq!(
-            (
-                account.kind.as_str(),
-                account.name.as_str(),
-                account.namespace.as_deref()
-            ),
-            (
-                "ServiceAccount",
-                "jango-fett-operator",
-                Some("jango-fett-system")
-            )
-        );
-        assert_eq!(account.api_group, None);
-        let user = subject("kubernetes-admin");
-        assert_eq!(
-            (
-                user.kind.as_str(),
-                user.name.as_str(),
-                user.api_group.as_deref()
-            ),
-            (
-                "User",
-                "kubernetes-admin",
-                Some("rbac.authorization.k8s.io")
-            )
-        );
-    }
 }

@@ -50,6 +50,8 @@ const KIND: &str = "PostgreSQL";
 /// What every reconciliation shares.
 pub struct Context<S> {
     pub client: Client,
+    /// Grants the operator Secrets in an environment's namespace when they are refused.
+    pub access: Arc<secrets::Access>,
     pub settings: PostgresSettings,
     /// `None` when the operator has no server configured.
     pub server: Option<Arc<S>>,
@@ -110,19 +112,21 @@ impl Error {
     }
 }
 
-/// Runs the controller until `shutdown` completes.
+/// Runs the controller until `shutdown` completes, with the server and the endpoint that
+/// [`crate::postgres_server`] gives.
 pub async fn run<S: Server>(
     client: Client,
     settings: PostgresSettings,
-    server: Option<Arc<S>>,
-    endpoint: Endpoint,
+    (server, endpoint): (Option<Arc<S>>, Endpoint),
     metrics: Arc<Metrics>,
+    access: Arc<secrets::Access>,
     reconciled: broadcast::Sender<Reconciled>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
     let resources: Api<PostgreSQL> = Api::all(client.clone());
     super::check_listable(&resources, "PostgreSQL resources").await?;
     let context = Arc::new(Context {
+        access,
         recorder: super::recorder(client.clone()),
         client,
         settings,
@@ -169,6 +173,9 @@ async fn reconcile<S: Server>(
         }
         Err(error) => {
             context.metrics.failed(KIND, error.reason());
+            if let Error::SecretForbidden { namespace } = error {
+                writes += u64::from(context.access.refused(namespace).await);
+            }
             // What passes on its own (contention, a RoleBinding not yet in force) is settled
             // by looking again at once: not worth telling the user, unless it lasts.
             if !matches!(error, Error::Status(_))

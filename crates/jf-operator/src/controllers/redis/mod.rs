@@ -79,6 +79,8 @@ impl Caches {
 /// What every reconciliation shares.
 pub struct Context {
     pub client: Client,
+    /// Grants the operator Secrets in an environment's namespace when they are refused.
+    pub access: Arc<secrets::Access>,
     pub settings: RedisSettings,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
@@ -148,6 +150,7 @@ pub async fn run(
     client: Client,
     settings: RedisSettings,
     metrics: Arc<Metrics>,
+    access: Arc<secrets::Access>,
     reconciled: broadcast::Sender<Reconciled>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
@@ -174,6 +177,7 @@ pub async fn run(
         let _ = ready.send(true);
     });
     let context = Arc::new(Context {
+        access,
         recorder: super::recorder(client.clone()),
         client,
         settings,
@@ -225,6 +229,9 @@ async fn reconcile(resource: Arc<Redis>, context: Arc<Context>) -> Result<Action
         }
         Err(error) => {
             context.metrics.failed(KIND, error.reason());
+            if let Error::SecretForbidden { namespace } = error {
+                writes += u64::from(context.access.refused(namespace).await);
+            }
             // Tell the user why, unless the status itself cannot be written or the error
             // passes on its own.
             if !matches!(error, Error::Status(_)) && quick_retry(&context, &uid, error).is_none() {
