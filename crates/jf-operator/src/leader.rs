@@ -215,7 +215,19 @@ impl Elector {
         let mut renewed = Instant::now();
         loop {
             tokio::time::sleep(self.duration / 3).await;
-            match self.try_hold().await {
+            // A renewal the API server does not answer in time counts as failed: the leader
+            // must stop on its own clock, whatever its requests are waiting for.
+            let attempt = tokio::time::timeout(self.duration / 3, self.try_hold()).await;
+            let attempt = attempt.unwrap_or_else(|_| {
+                Err(Error::Api {
+                    namespace: self.namespace.clone(),
+                    name: self.name.clone(),
+                    source: kube::Error::Service(
+                        format!("no answer within {:?}", self.duration / 3).into(),
+                    ),
+                })
+            });
+            match attempt {
                 Ok(Ok(())) => renewed = Instant::now(),
                 Ok(Err(holder)) => {
                     return Error::Lost {
