@@ -17,7 +17,6 @@ use kube::runtime::events::{EventType, Recorder};
 use kube::{Client, Resource, ResourceExt as _};
 use tracing::instrument;
 
-use super::describe;
 use crate::telemetry::Metrics;
 
 /// The field manager of the Blueprint controller's writes.
@@ -76,11 +75,7 @@ pub async fn run(
     super::controller(blueprints)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(error = %describe(&error), "blueprint controller");
-            }
-        })
+        .for_each(|result| super::log_outcome("blueprint", result))
         .await;
     Ok(())
 }

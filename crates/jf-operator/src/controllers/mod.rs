@@ -71,6 +71,27 @@ where
     Ok(true)
 }
 
+/// Logs one outcome of a controller's run. A failed reconciliation was logged with its reason
+/// by the error policy already; an object deleted a moment before its turn is nothing to do.
+pub async fn log_outcome<K, E>(
+    controller: &'static str,
+    result: Result<
+        (ObjectRef<K>, kube::runtime::controller::Action),
+        kube::runtime::controller::Error<E, watcher::Error>,
+    >,
+) where
+    K: Resource,
+    E: std::error::Error + 'static,
+{
+    match result {
+        Ok(_) => {}
+        Err(error @ kube::runtime::controller::Error::ObjectNotFound(_)) => {
+            tracing::debug!(error = %describe(&error), controller);
+        }
+        Err(error) => tracing::warn!(error = %describe(&error), controller),
+    }
+}
+
 /// Records an Event about `object`; a failure to do so is logged, not returned.
 pub async fn publish<K: Resource<DynamicType = ()>>(
     recorder: &kube::runtime::events::Recorder,

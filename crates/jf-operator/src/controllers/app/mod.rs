@@ -287,16 +287,7 @@ pub async fn run(
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            match result {
-                // An object of an App deleted a moment ago: nothing to do.
-                Err(error @ kube::runtime::controller::Error::ObjectNotFound(_)) => {
-                    tracing::debug!(error = %describe(&error), "app controller");
-                }
-                Err(error) => warn!(error = %describe(&error), "app controller"),
-                Ok(_) => {}
-            }
-        })
+        .for_each(|result| super::log_outcome("app", result))
         .await;
     Ok(())
 }

@@ -235,11 +235,7 @@ pub async fn run(
         .watches_stream(cluster_role_binding_events, owner)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                warn!(error = %describe(&error), "environment controller");
-            }
-        })
+        .for_each(|result| super::log_outcome("environment", result))
         .await;
     Ok(())
 }
@@ -703,7 +699,13 @@ async fn cleanup(
                 .filter(|finalizer| *finalizer != ENVIRONMENT_FINALIZER)
                 .cloned()
                 .collect();
-            set_finalizers(environment, context, finalizers).await?;
+            match set_finalizers(environment, context, finalizers).await {
+                // Let go already, by an earlier reconciliation the cache had not caught up with.
+                Err(Error::Finalizer(kube::Error::Api(status))) if status.code == 404 => {}
+                result => {
+                    result?;
+                }
+            }
             context.written.forget(&environment.name_any());
             *writes += 1;
             Ok(Action::await_change())

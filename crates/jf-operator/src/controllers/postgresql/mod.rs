@@ -141,11 +141,7 @@ pub async fn run<S: Server>(
         .with_config(controller::Config::default().concurrency(16))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                warn!(error = %describe(&error), "postgresql controller");
-            }
-        })
+        .for_each(|result| super::log_outcome("postgresql", result))
         .await;
     Ok(())
 }

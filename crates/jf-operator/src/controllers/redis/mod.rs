@@ -198,11 +198,7 @@ pub async fn run(
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                warn!(error = %describe(&error), "redis controller");
-            }
-        })
+        .for_each(|result| super::log_outcome("redis", result))
         .await;
     Ok(())
 }
