@@ -102,14 +102,11 @@ impl Access {
         else {
             return Ok(false);
         };
-        let mut patch = serde_json::to_value(&binding).map_err(kube::Error::SerdeError)?;
-        patch["apiVersion"] = "rbac.authorization.k8s.io/v1".into();
-        patch["kind"] = "RoleBinding".into();
         Api::<RoleBinding>::namespaced(self.client.clone(), namespace)
             .patch(
                 OPERATOR_ROLE_BINDING,
                 &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
+                &Patch::Apply(&binding),
             )
             .await?;
         tracing::info!(namespace, environment = %environment.name_any(), "granted the operator Secrets in the environment's namespace");
@@ -351,6 +348,7 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&binding).expect("serializes"),
             serde_json::json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                 "metadata": {
                     "name": "jf-operator", "namespace": "jf-fix-bug",
                     "labels": {"app.kubernetes.io/managed-by": "jango-fett", "jango-fett.dev/environment": "fix-bug"},
