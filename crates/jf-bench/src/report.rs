@@ -110,6 +110,11 @@ pub struct Latency {
     pub ratio_to_floor: Option<f64>,
     pub target: Option<Target>,
     pub met: Option<bool>,
+    /// Of the floor: the longest a whole batch took, from its first write to its last (with
+    /// `--concurrency` environments in flight). No operator can make every environment of a
+    /// batch Ready sooner, as it makes the same writes and more.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all_done_ms: Option<f64>,
     /// Every sample, sorted, in milliseconds.
     pub samples_ms: Vec<f64>,
 }
@@ -137,8 +142,14 @@ impl Latency {
             ratio_to_floor: None,
             target: None,
             met: None,
+            all_done_ms: None,
             samples_ms,
         }
+    }
+
+    pub fn with_all_done(mut self, all_done: Duration) -> Self {
+        self.all_done_ms = Some(stats::millis(all_done));
+        self
     }
 
     pub fn with_target(mut self, target: Option<Target>) -> Self {
@@ -331,6 +342,29 @@ impl Report {
                 (Some(summary), Some(floor)) if floor > 0.0 => Some(summary.p50_ms / floor),
                 _ => None,
             };
+        }
+        // A batch whose floor alone takes longer than its target allows: no operator can meet
+        // it on this machine, and the figure says how far the API server is from it.
+        for latency in &self.latencies {
+            let (Some(target_p99), Some(all_done)) = (
+                latency.target.as_ref().and_then(|target| target.p99_ms),
+                self.floor
+                    .iter()
+                    .find(|floor| floor.batch == latency.batch)
+                    .and_then(|floor| floor.all_done_ms),
+            ) else {
+                continue;
+            };
+            if latency.batch > 1 && all_done > target_p99 {
+                self.notes.push(format!(
+                    "{} {}: the floor alone took {:.1} s for the whole batch, beyond the target's p99 of {:.1} s; on this machine the API server cannot make {} environments in that time, operator or not",
+                    latency.scenario,
+                    latency.batch,
+                    all_done / 1000.0,
+                    target_p99 / 1000.0,
+                    latency.batch
+                ));
+            }
         }
     }
 
@@ -719,10 +753,11 @@ fn floor_table(floor: &[Latency]) -> String {
         .iter()
         .map(|latency| {
             let (p50, p90, p99, max) = percentiles(latency.summary.as_ref());
-            vec![latency.size(), p50, p90, p99, max]
+            let all_done = latency.all_done_ms.map_or_else(dash, milliseconds);
+            vec![latency.size(), p50, p90, p99, max, all_done]
         })
         .collect();
-    table(&["n", "p50", "p90", "p99", "max"], rows)
+    table(&["n", "p50", "p90", "p99", "max", "batch all done"], rows)
 }
 
 fn percentiles(summary: Option<&Summary>) -> (String, String, String, String) {

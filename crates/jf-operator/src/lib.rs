@@ -17,14 +17,22 @@ use tokio::sync::watch;
 
 pub use settings::Settings;
 
+/// The most requests to the API server in flight at once; more wait their turn. A watch
+/// counts only until its response starts. Each request in flight takes a connection of its
+/// own (HTTP/1.1), which then stays open, idle, for 90 s: unlimited, a burst of
+/// reconciliations (64 Environments at once, each applying its objects together) opens
+/// hundreds, whose buffers and TLS state the process keeps long after.
+pub const MAX_REQUESTS_IN_FLIGHT: usize = 32;
+
 /// How long the controllers may take to stop after SIGTERM.
 const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Runs the operator until SIGTERM or SIGINT.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
         .context("failed to configure the Kubernetes client (in-cluster or KUBECONFIG)")?;
+    let client = limited_client(config.clone())?;
     let version = client
         .apiserver_version()
         .await
@@ -47,7 +55,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut elector = settings
         .leader_election
         .enabled
-        .then(|| leader::Elector::new(client.clone(), &settings.leader_election));
+        .then(|| {
+            // A client of its own, outside the controllers' limit: a renewal never waits for
+            // their requests.
+            let client = kube::Client::try_from(config.clone())?;
+            anyhow::Ok(leader::Elector::new(client, &settings.leader_election))
+        })
+        .transpose()?;
     if elector.is_none() {
         tracing::info!("leader election is off: this replica runs the controllers");
     }
@@ -166,6 +180,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     server.await.context("the HTTP server panicked")??;
     result
+}
+
+/// The controllers' Kubernetes client: at most [`MAX_REQUESTS_IN_FLIGHT`] requests in flight.
+fn limited_client(config: kube::Config) -> anyhow::Result<kube::Client> {
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&tower::limit::ConcurrencyLimitLayer::new(
+            MAX_REQUESTS_IN_FLIGHT,
+        ))
+        .build())
 }
 
 /// The shared PostgreSQL server, if one is configured, and where applications reach it.

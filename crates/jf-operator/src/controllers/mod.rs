@@ -13,6 +13,7 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 use futures::Stream;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -151,7 +152,18 @@ pub fn managed_selector() -> String {
     format!("{}={}", jf_api::MANAGED_BY_LABEL, jf_api::MANAGED_BY)
 }
 
-/// A cache of one kind of child, and the stream of changes that keeps it current.
+/// How many objects one page of a cache's list holds. A list of whatever version the API
+/// server has at hand (`resourceVersion=0`) comes whole, whatever its limit; a list of the
+/// latest version comes in pages, so that a cache being filled (at start, or when its watch
+/// has fallen too far behind) holds one page of objects as the server sent them, managedFields
+/// and all, rather than all of them at once.
+const LIST_PAGE_SIZE: u32 = 50;
+
+/// A cache of one kind of child, and the stream of changes that keeps it current. Its objects
+/// keep no managedFields, uid or resourceVersion: nothing reads them of a child, and they are
+/// a good part of a small object (the caches of the controllers' own objects, made by
+/// [`controller`], keep their uid and resourceVersion). They keep [`APPLIED_HASH_ANNOTATION`]
+/// among their labels rather than their annotations: see [`applied_hash`].
 pub fn cache<K>(
     api: Api<K>,
     selector: &str,
@@ -179,15 +191,76 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone + Send + Sync,
 {
+    cache_slim_with(api, selector, dynamic_type, |_: &mut K| {})
+}
+
+/// [`cache`] whose objects keep only what `slim` leaves of them: for objects that are only
+/// read, never compared with what is applied ([`apply`] needs every field it applies).
+pub fn cache_slim<K>(
+    api: Api<K>,
+    selector: &str,
+    slim: impl Fn(&mut K) + Send + 'static,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    cache_slim_with(api, selector, K::DynamicType::default(), slim)
+}
+
+/// [`cache_slim`] for a kind known at run time (`DynamicObject`).
+pub fn cache_slim_with<K>(
+    api: Api<K>,
+    selector: &str,
+    dynamic_type: K::DynamicType,
+    slim: impl Fn(&mut K) + Send + 'static,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Send + Sync,
+{
+    reflect(api, selector, dynamic_type, move |object: &mut K| {
+        let metadata = object.meta_mut();
+        metadata.uid = None;
+        metadata.resource_version = None;
+        hash_among_labels(metadata);
+        slim(object);
+    })
+}
+
+/// A cache of `K` and the stream of changes that keeps it current, its objects changed by
+/// `modify` (after their managedFields are dropped) before they are cached or streamed.
+fn reflect<K>(
+    api: Api<K>,
+    selector: &str,
+    dynamic_type: K::DynamicType,
+    mut modify: impl FnMut(&mut K) + Send + 'static,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Send + Sync,
+{
     let writer = reflector::store::Writer::new(dynamic_type);
     let store = writer.as_reader();
-    let mut config = watcher::Config::default().any_semantic();
+    let mut config = watcher::Config::default().page_size(LIST_PAGE_SIZE);
     if !selector.is_empty() {
         config = config.labels(selector);
     }
-    // managedFields are often the larger part of an object, and nothing here reads them.
     let stream = watcher(api, config)
-        .modify(|object| object.managed_fields_mut().clear())
+        .modify(move |object| {
+            // managedFields are often the larger part of an object, and nothing here reads them.
+            object.meta_mut().managed_fields = None;
+            modify(object);
+        })
         .default_backoff();
     let stream = reflector::reflector(writer, stream).touched_objects();
     (store, stream)
@@ -198,8 +271,56 @@ pub fn controller<K>(api: Api<K>) -> Controller<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let (store, stream) = cache(api, "");
+    let (store, stream) = reflect(api, "", (), |_: &mut K| {});
     Controller::for_stream(stream, store)
+}
+
+/// Moves [`APPLIED_HASH_ANNOTATION`] from the annotations of `metadata` to its labels (the key
+/// is a valid label key, and the hash a valid label value). Most children have no other
+/// annotation, and a map of annotations for that one alone takes more memory than all their
+/// other metadata, while their labels have room to spare.
+fn hash_among_labels(metadata: &mut ObjectMeta) {
+    let Some(mut annotations) = metadata.annotations.take() else {
+        return;
+    };
+    if let Some((key, hash)) = annotations.remove_entry(APPLIED_HASH_ANNOTATION) {
+        metadata.labels.get_or_insert_default().insert(key, hash);
+    }
+    metadata.annotations = (!annotations.is_empty()).then_some(annotations);
+}
+
+/// [`hash_among_labels`] on an object as JSON.
+fn hash_among_labels_value(object: &mut Value) {
+    let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let Some(annotations) = metadata
+        .get_mut("annotations")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let Some(hash) = annotations.remove(APPLIED_HASH_ANNOTATION) else {
+        return;
+    };
+    if annotations.is_empty() {
+        metadata.remove("annotations");
+    }
+    let labels = metadata
+        .entry("labels")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if let Some(labels) = labels.as_object_mut() {
+        labels.insert(APPLIED_HASH_ANNOTATION.to_owned(), hash);
+    }
+}
+
+/// The hash [`apply`] stamped on `object`, a copy from a cache (which keeps it among the
+/// labels) or from the API server (among the annotations).
+pub fn applied_hash<K: Resource>(object: &K) -> Option<&String> {
+    object
+        .labels()
+        .get(APPLIED_HASH_ANNOTATION)
+        .or_else(|| object.annotations().get(APPLIED_HASH_ANNOTATION))
 }
 
 /// Stamps `object` with the hash of its content.
@@ -301,7 +422,10 @@ where
                 fields.remove("apiVersion");
                 fields.remove("kind");
             }
-            let current_value = serde_json::to_value(current.as_ref()).unwrap_or(Value::Null);
+            let mut current_value = serde_json::to_value(current.as_ref()).unwrap_or(Value::Null);
+            // Compared where a cache keeps it, whatever the store.
+            hash_among_labels_value(&mut desired_value);
+            hash_among_labels_value(&mut current_value);
             let Some(path) = difference(&desired_value, &current_value) else {
                 return Ok(false);
             };

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use jf_api::conditions::{self, READY};
 use jf_api::naming::ENVIRONMENT_LABEL;
-use jf_api::{App, AppObject, AppStatus, Blueprint, Environment, PostgreSQL};
+use jf_api::{App, AppObject, AppStatus, Blueprint, Environment, EnvironmentStatus, PostgreSQL};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -37,7 +37,10 @@ use tokio::sync::{broadcast, watch};
 use tracing::{debug, instrument, warn};
 
 use self::render::{APP_LABEL, RenderError};
-use super::{apply, apply_with, cache, cache_with, describe, managed_selector, secrets};
+use super::{
+    apply, apply_with, cache, cache_slim, cache_slim_with, cache_with, describe, managed_selector,
+    secrets,
+};
 use crate::settings::EnvironmentSettings;
 use crate::telemetry::Metrics;
 
@@ -173,10 +176,11 @@ pub async fn run(
             secrets = Some(resource);
             continue;
         }
-        let (store, events) = cache_with(
+        let (store, events) = cache_slim_with(
             Api::<DynamicObject>::all_with(client.clone(), &resource),
             &selector,
             resource.clone(),
+            slim_unless_rendered,
         );
         let apps = app_store.clone();
         controller = controller.watches_stream_with(
@@ -204,8 +208,16 @@ pub async fn run(
     let (ingresses, ingress_events) = cache(Api::<Ingress>::all(client.clone()), &selector);
     let (databases, database_events) = cache(Api::<PostgreSQL>::all(client.clone()), &selector);
     let (blueprints, blueprint_events) = cache(Api::<Blueprint>::all(client.clone()), "");
-    let (environments, environment_events) = cache(Api::<Environment>::all(client.clone()), "");
-    let (namespaces, namespace_events) = cache(Api::<Namespace>::all(client.clone()), &selector);
+    let (environments, environment_events) = cache_slim(
+        Api::<Environment>::all(client.clone()),
+        "",
+        slim_environment,
+    );
+    let (namespaces, namespace_events) = cache_slim(
+        Api::<Namespace>::all(client.clone()),
+        &selector,
+        slim_namespace,
+    );
     let apps = app_store.clone();
     let by_blueprint = move |blueprint: Blueprint| {
         let name = blueprint.name_any();
@@ -290,6 +302,51 @@ pub async fn run(
         .for_each(|result| super::log_outcome("app", result))
         .await;
     Ok(())
+}
+
+/// Of an Environment, this controller reads its name, whether it sleeps, its default App and
+/// its namespace: its cache keeps nothing else.
+fn slim_environment(environment: &mut Environment) {
+    let metadata = std::mem::take(&mut environment.metadata);
+    environment.metadata.name = metadata.name;
+    let spec = std::mem::take(&mut environment.spec);
+    environment.spec.default_app = spec.default_app;
+    environment.spec.sleeping = spec.sleeping;
+    environment.status = environment.status.take().map(|status| EnvironmentStatus {
+        namespace: status.namespace,
+        ..EnvironmentStatus::default()
+    });
+}
+
+/// Of a namespace, this controller reads its name and its environment: its cache keeps
+/// nothing else.
+fn slim_namespace(namespace: &mut Namespace) {
+    let metadata = std::mem::take(&mut namespace.metadata);
+    namespace.metadata.name = metadata.name;
+    namespace.metadata.labels = metadata.labels.map(|labels| {
+        labels
+            .into_iter()
+            .filter(|(key, _)| key == ENVIRONMENT_LABEL)
+            .collect()
+    });
+    namespace.spec = None;
+    namespace.status = None;
+}
+
+/// An object of a kind a Blueprint may hold that no App rendered (it has no [`APP_LABEL`]):
+/// `env-config`, or what another controller made, such as a Redis' StatefulSet. Of it this
+/// controller reads which Apps it concerns (its labels and owners) and a ConfigMap's data (for
+/// the configuration hash); it is never pruned, and an App's object of the same name differs
+/// from it by that label anyway. Its cache keeps nothing else. What an App rendered is kept
+/// whole: it is compared with what is applied, and its status tells whether it is ready.
+fn slim_unless_rendered(object: &mut DynamicObject) {
+    if object.labels().contains_key(APP_LABEL) {
+        return;
+    }
+    object.metadata.annotations = None;
+    if let Value::Object(fields) = &mut object.data {
+        fields.retain(|key, _| key == "data");
+    }
 }
 
 /// The Apps an object concerns: its owner, the App whose dependency Secret it is, or every

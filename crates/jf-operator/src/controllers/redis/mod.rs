@@ -401,9 +401,9 @@ async fn reconcile_resource(
     );
     let (config, service, stateful_set) = (config?, service?, stateful_set?);
     *writes += u64::from(config) + u64::from(service) + u64::from(stateful_set);
-    let up_to_date = current.as_ref().is_some_and(|current| {
-        current.annotations().get(APPLIED_HASH_ANNOTATION) == Some(&desired_hash)
-    });
+    let up_to_date = current
+        .as_ref()
+        .is_some_and(|current| super::applied_hash(current.as_ref()) == Some(&desired_hash));
     if stateful_set && current.is_none() {
         let note = format!("Created StatefulSet {name} and Service {name}");
         publish(context, resource, EventType::Normal, "Created", note).await;
