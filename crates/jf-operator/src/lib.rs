@@ -17,13 +17,6 @@ use tokio::sync::watch;
 
 pub use settings::Settings;
 
-/// The most requests to the API server in flight at once; more wait their turn. A watch
-/// counts only until its response starts. Each request in flight takes a connection of its
-/// own (HTTP/1.1), which then stays open, idle, for 90 s: unlimited, a burst of
-/// reconciliations (64 Environments at once, each applying its objects together) opens
-/// hundreds, whose buffers and TLS state the process keeps long after.
-pub const MAX_REQUESTS_IN_FLIGHT: usize = 32;
-
 /// How long the controllers may take to stop after SIGTERM.
 const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -32,7 +25,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let config = kube::Config::infer()
         .await
         .context("failed to configure the Kubernetes client (in-cluster or KUBECONFIG)")?;
-    let client = limited_client(config.clone())?;
+    let client = limited_client(config.clone(), settings.max_requests_in_flight.into())?;
     let version = client
         .apiserver_version()
         .await
@@ -182,12 +175,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     result
 }
 
-/// The controllers' Kubernetes client: at most [`MAX_REQUESTS_IN_FLIGHT`] requests in flight.
-fn limited_client(config: kube::Config) -> anyhow::Result<kube::Client> {
+/// The controllers' Kubernetes client: at most `in_flight` requests in flight (a watch counts
+/// only until its response starts).
+fn limited_client(config: kube::Config, in_flight: usize) -> anyhow::Result<kube::Client> {
     Ok(kube::client::ClientBuilder::try_from(config)?
-        .with_layer(&tower::limit::ConcurrencyLimitLayer::new(
-            MAX_REQUESTS_IN_FLIGHT,
-        ))
+        .with_layer(&tower::limit::ConcurrencyLimitLayer::new(in_flight))
         .build())
 }
 

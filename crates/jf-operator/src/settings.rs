@@ -21,6 +21,12 @@ pub struct Settings {
     #[arg(long, env = "JF_LOG", default_value = "info")]
     pub log: String,
 
+    /// Most requests the controllers have in flight to the API server at once; more wait
+    /// their turn. Each takes a connection of its own while in flight, which then stays open,
+    /// idle, for a while: the bound keeps a burst of reconciliations from opening hundreds.
+    #[arg(long, env = "JF_MAX_REQUESTS_IN_FLIGHT", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub max_requests_in_flight: u16,
+
     #[command(flatten)]
     pub leader_election: LeaderElectionSettings,
 

@@ -594,3 +594,79 @@ async fn retain_keeps_the_database_and_its_role() -> anyhow::Result<()> {
         .await?;
     Ok(())
 }
+
+/// Connections to the admin database and to a resource's own, taken and given back by many
+/// tasks at once (idle ones closed to make way for others), while the server's own count of
+/// them is sampled: it never exceeds the pool's bound.
+#[tokio::test]
+async fn the_pool_never_holds_more_connections_than_its_bound() -> anyhow::Result<()> {
+    const BOUND: usize = 2;
+    let cluster = cluster().await;
+    let admin = admin_sql().await?;
+    let database = unique_name("pool").replace('-', "_");
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{database}\""))
+        .await?;
+    let application = unique_name("jf-pool-test");
+    let url = format!(
+        "{}?application_name={application}",
+        cluster.postgres_admin_url()
+    );
+    let pool = std::sync::Arc::new(jf_operator::postgres::Pool::new(&url, BOUND)?);
+
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        let application = application.clone();
+        let admin = admin_sql().await?;
+        tokio::spawn(async move {
+            let mut most = 0_i64;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                let row = admin
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                        &[&application],
+                    )
+                    .await?;
+                most = most.max(row.get::<_, i64>(0));
+            }
+            anyhow::Ok(most)
+        })
+    };
+    let workers = (0..8).map(|worker| {
+        let pool = pool.clone();
+        let database = database.clone();
+        tokio::spawn(async move {
+            for round in 0..15 {
+                let connection = if (worker + round) % 2 == 0 {
+                    pool.get().await?
+                } else {
+                    pool.get_in(&database).await?
+                };
+                connection.batch_execute("SELECT 1").await?;
+            }
+            anyhow::Ok(())
+        })
+    });
+    for worker in futures::future::join_all(workers).await {
+        worker??;
+    }
+    drop(pool);
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let most = sampler.await??;
+    ensure!(most >= 1, "the sampler never saw the pool's connections");
+    ensure!(
+        most <= BOUND as i64,
+        "the server counted {most} connections of a pool of at most {BOUND}"
+    );
+    eventually("the test database to be dropped", || async {
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+            ))
+            .await?;
+        anyhow::Ok(())
+    })
+    .await;
+    Ok(())
+}

@@ -20,6 +20,8 @@ pub enum Error {
     InvalidUrl,
     #[error("the PostgreSQL server cannot be reached")]
     Unavailable(#[source] tokio_postgres::Error),
+    #[error("the PostgreSQL server cannot be reached")]
+    Connect(#[source] std::io::Error),
     #[error("the connection pool is closed")]
     Closed,
     #[error("{statement}: {message}")]
@@ -40,7 +42,7 @@ impl Error {
     /// Whether the server (or the network to it) is down, rather than a statement failing.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::Unavailable(_) | Self::Closed => true,
+            Self::Unavailable(_) | Self::Connect(_) | Self::Closed => true,
             Self::Statement { source, .. } => source.is_closed() || source.as_db_error().is_none(),
             Self::InvalidUrl | Self::InvalidText(_) => false,
         }

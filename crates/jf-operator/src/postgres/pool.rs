@@ -1,14 +1,25 @@
 //! A small pool of connections to the shared server: at most `max` open at once, idle ones
 //! included; admin-database connections reused, connections to a resource's own database
-//! opened for one task.
+//! opened for one task. A connection counts as closed once the server has closed it, not
+//! when the operator lets go of it: see [`Stream`].
 
+use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, NoTls};
 
 use super::Error;
+
+/// The longest a closing connection is waited for before its place is given to another: the
+/// server closes its end at once, unless it is in trouble.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 pub struct Pool {
@@ -63,7 +74,7 @@ impl Drop for Connection<'_> {
         let permit = self.permit.take();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(1), driver).await;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, driver).await;
                 drop(permit);
             });
         }
@@ -75,9 +86,10 @@ impl Pool {
     /// connections.
     pub fn new(url: &str, max: usize) -> Result<Self, Error> {
         let mut config: Config = url.parse().map_err(|_| Error::InvalidUrl)?;
-        config
-            .connect_timeout(Duration::from_secs(5))
-            .application_name("jango-fett-operator");
+        config.connect_timeout(Duration::from_secs(5));
+        if config.get_application_name().is_none() {
+            config.application_name("jango-fett-operator");
+        }
         Ok(Self {
             config,
             permits: Arc::new(Semaphore::new(max.max(1))),
@@ -131,7 +143,7 @@ impl Pool {
         let evicted = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         if let Some(Idle { client, driver }) = evicted {
             drop(client);
-            let _ = tokio::time::timeout(Duration::from_secs(1), driver).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, driver).await;
         }
         let mut config = self.config.clone();
         config.dbname(database);
@@ -156,12 +168,104 @@ impl Pool {
         &self,
         config: &Config,
     ) -> Result<(Client, tokio::task::JoinHandle<()>), Error> {
-        let (client, connection) = config.connect(NoTls).await.map_err(Error::Unavailable)?;
+        let stream = Stream::connect(config).await.map_err(Error::Connect)?;
+        let (client, connection) = config
+            .connect_raw(stream, NoTls)
+            .await
+            .map_err(Error::Unavailable)?;
         let driver = tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "a PostgreSQL connection ended");
             }
         });
         Ok((client, driver))
+    }
+}
+
+/// The socket of a connection. Its shutdown, once the connection is done with, waits for the
+/// server to close its end: PostgreSQL ends the session (and takes it out of
+/// `pg_stat_activity`) before it closes the socket, so a connection's place in the pool is
+/// given to another only once the server no longer counts it.
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// Connects to the first host and port of `config`, within its connect timeout.
+    async fn connect(config: &Config) -> io::Result<Self> {
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let connect = async {
+            match config.get_hosts().first() {
+                Some(Host::Unix(directory)) => {
+                    let path = directory.join(format!(".s.PGSQL.{port}"));
+                    Ok(Self::Unix(UnixStream::connect(path).await?))
+                }
+                Some(Host::Tcp(host)) => {
+                    let stream = TcpStream::connect((host.as_str(), port)).await?;
+                    stream.set_nodelay(true)?;
+                    Ok(Self::Tcp(stream))
+                }
+                None => {
+                    let stream = TcpStream::connect(("localhost", port)).await?;
+                    stream.set_nodelay(true)?;
+                    Ok(Self::Tcp(stream))
+                }
+            }
+        };
+        match config.get_connect_timeout() {
+            Some(timeout) => tokio::time::timeout(*timeout, connect)
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?,
+            None => connect.await,
+        }
+    }
+
+    fn inner(self: Pin<&mut Self>) -> Pin<&mut (dyn AsyncReadWrite + Unpin)> {
+        match self.get_mut() {
+            Self::Tcp(stream) => Pin::new(stream),
+            Self::Unix(stream) => Pin::new(stream),
+        }
+    }
+}
+
+trait AsyncReadWrite: AsyncRead + AsyncWrite {}
+impl<T: AsyncRead + AsyncWrite> AsyncReadWrite for T {}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.inner().poll_read(context, buffer)
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.inner().poll_write(context, buffer)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner().poll_flush(context)
+    }
+
+    /// Closes the operator's end, then reads until the server has closed its own.
+    fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut stream = self.inner();
+        std::task::ready!(stream.as_mut().poll_shutdown(context))?;
+        let mut scratch = [0_u8; 512];
+        loop {
+            let mut buffer = ReadBuf::new(&mut scratch);
+            std::task::ready!(stream.as_mut().poll_read(context, &mut buffer))?;
+            if buffer.filled().is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+        }
     }
 }
