@@ -46,8 +46,8 @@ pub struct Settings {
     pub environments: usize,
 
     /// Environments in the cluster for the memory figure at scale, and the re-list after it
-    /// (0: none; each Environment costs this machine's API server about 50 ms, so 10,000 add
-    /// 8 to 15 minutes, beyond the time the default run keeps to).
+    /// (0: none; each Environment costs this machine's API server 50 to 60 ms, so 10,000 add
+    /// 10 to 15 minutes, beyond the time the default run keeps to).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub scale: usize,
 

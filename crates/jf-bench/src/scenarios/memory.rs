@@ -27,7 +27,7 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<()> {
     let wanted = bench.settings.scale;
     if wanted == 0 {
         bench.report.not_measured.push(
-            "operator memory at 10,000 Environments: no --scale in this run (each Environment here takes about 50 ms of the API server's time, so 10,000 add 8 to 15 minutes: ./dev/bench --scale 10000)".to_owned(),
+            "operator memory at 10,000 Environments: no --scale in this run (each Environment here takes 50 to 60 ms of the API server's time, so 10,000 add 10 to 15 minutes: ./dev/bench --scale 10000)".to_owned(),
         );
         return Ok(());
     }
