@@ -191,28 +191,12 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone + Send + Sync,
 {
-    cache_slim_with(api, selector, dynamic_type, |_: &mut K| {})
+    cache_slim(api, selector, dynamic_type, |_: &mut K| {})
 }
 
-/// [`cache`] whose objects keep only what `slim` leaves of them: for objects that are only
-/// read, never compared with what is applied ([`apply`] needs every field it applies).
+/// [`cache_with`] whose objects keep only what `slim` leaves of them: for objects that are
+/// only read, never compared with what is applied ([`apply`] needs every field it applies).
 pub fn cache_slim<K>(
-    api: Api<K>,
-    selector: &str,
-    slim: impl Fn(&mut K) + Send + 'static,
-) -> (
-    Store<K>,
-    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
-{
-    cache_slim_with(api, selector, K::DynamicType::default(), slim)
-}
-
-/// [`cache_slim`] for a kind known at run time (`DynamicObject`).
-pub fn cache_slim_with<K>(
     api: Api<K>,
     selector: &str,
     dynamic_type: K::DynamicType,
@@ -287,31 +271,6 @@ fn hash_among_labels(metadata: &mut ObjectMeta) {
         metadata.labels.get_or_insert_default().insert(key, hash);
     }
     metadata.annotations = (!annotations.is_empty()).then_some(annotations);
-}
-
-/// [`hash_among_labels`] on an object as JSON.
-fn hash_among_labels_value(object: &mut Value) {
-    let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
-        return;
-    };
-    let Some(annotations) = metadata
-        .get_mut("annotations")
-        .and_then(Value::as_object_mut)
-    else {
-        return;
-    };
-    let Some(hash) = annotations.remove(APPLIED_HASH_ANNOTATION) else {
-        return;
-    };
-    if annotations.is_empty() {
-        metadata.remove("annotations");
-    }
-    let labels = metadata
-        .entry("labels")
-        .or_insert_with(|| Value::Object(serde_json::Map::new()));
-    if let Some(labels) = labels.as_object_mut() {
-        labels.insert(APPLIED_HASH_ANNOTATION.to_owned(), hash);
-    }
 }
 
 /// The hash [`apply`] stamped on `object`, a copy from a cache (which keeps it among the
@@ -415,17 +374,20 @@ where
     }
     let differs = match store.get(&key) {
         Some(current) => {
-            let mut desired_value = serde_json::to_value(&desired).unwrap_or(Value::Null);
+            // Compared where a cache keeps the hash, whatever the store.
+            let as_cached = |object: &K| {
+                let mut object = object.clone();
+                hash_among_labels(object.meta_mut());
+                serde_json::to_value(object).unwrap_or(Value::Null)
+            };
+            let mut desired_value = as_cached(&desired);
             // Objects listed by a watcher carry no apiVersion or kind; the store's type says
             // them anyway.
             if let Some(fields) = desired_value.as_object_mut() {
                 fields.remove("apiVersion");
                 fields.remove("kind");
             }
-            let mut current_value = serde_json::to_value(current.as_ref()).unwrap_or(Value::Null);
-            // Compared where a cache keeps it, whatever the store.
-            hash_among_labels_value(&mut desired_value);
-            hash_among_labels_value(&mut current_value);
+            let current_value = as_cached(current.as_ref());
             let Some(path) = difference(&desired_value, &current_value) else {
                 return Ok(false);
             };

@@ -196,22 +196,17 @@ impl Stream {
     async fn connect(config: &Config) -> io::Result<Self> {
         let port = config.get_ports().first().copied().unwrap_or(5432);
         let connect = async {
-            match config.get_hosts().first() {
+            let host = match config.get_hosts().first() {
                 Some(Host::Unix(directory)) => {
                     let path = directory.join(format!(".s.PGSQL.{port}"));
-                    Ok(Self::Unix(UnixStream::connect(path).await?))
+                    return Ok(Self::Unix(UnixStream::connect(path).await?));
                 }
-                Some(Host::Tcp(host)) => {
-                    let stream = TcpStream::connect((host.as_str(), port)).await?;
-                    stream.set_nodelay(true)?;
-                    Ok(Self::Tcp(stream))
-                }
-                None => {
-                    let stream = TcpStream::connect(("localhost", port)).await?;
-                    stream.set_nodelay(true)?;
-                    Ok(Self::Tcp(stream))
-                }
-            }
+                Some(Host::Tcp(host)) => host.as_str(),
+                None => "localhost",
+            };
+            let stream = TcpStream::connect((host, port)).await?;
+            stream.set_nodelay(true)?;
+            Ok(Self::Tcp(stream))
         };
         match config.get_connect_timeout() {
             Some(timeout) => tokio::time::timeout(*timeout, connect)

@@ -38,8 +38,7 @@ use tracing::{debug, instrument, warn};
 
 use self::render::{APP_LABEL, RenderError};
 use super::{
-    apply, apply_with, cache, cache_slim, cache_slim_with, cache_with, describe, managed_selector,
-    secrets,
+    apply, apply_with, cache, cache_slim, cache_with, describe, managed_selector, secrets,
 };
 use crate::settings::EnvironmentSettings;
 use crate::telemetry::Metrics;
@@ -176,7 +175,7 @@ pub async fn run(
             secrets = Some(resource);
             continue;
         }
-        let (store, events) = cache_slim_with(
+        let (store, events) = cache_slim(
             Api::<DynamicObject>::all_with(client.clone(), &resource),
             &selector,
             resource.clone(),
@@ -211,11 +210,13 @@ pub async fn run(
     let (environments, environment_events) = cache_slim(
         Api::<Environment>::all(client.clone()),
         "",
+        (),
         slim_environment,
     );
     let (namespaces, namespace_events) = cache_slim(
         Api::<Namespace>::all(client.clone()),
         &selector,
+        (),
         slim_namespace,
     );
     let apps = app_store.clone();
