@@ -125,8 +125,8 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<()> {
         describe_p50(&samples)
     ));
     bench.report.latencies.push(
-        Latency::new("PostgreSQL create→Ready", many, 1, &samples, missing)
-            .with_target(Some(ready_target())),
+        // The target is for one database; a batch is shown against the floor only.
+        Latency::new("PostgreSQL create→Ready", many, 1, &samples, missing),
     );
     let keys: Vec<String> = namespaces[singles..]
         .iter()

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod blueprint;
 pub mod environment;
+pub mod packed;
 pub mod postgresql;
 pub mod redis;
 pub mod secrets;
@@ -12,8 +13,7 @@ pub mod written;
 use std::fmt::Debug;
 use std::hash::Hash;
 
-use futures::Stream;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use futures::{Stream, TryStreamExt as _};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -22,6 +22,8 @@ use kube::{Client, Resource, ResourceExt as _};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+pub use packed::{Packed, Packer};
 
 /// On every applied object: a hash of what was applied. When the desired object changes, so
 /// does the hash, which makes the cached copy differ and the change be applied, including the
@@ -160,19 +162,17 @@ pub fn managed_selector() -> String {
 const LIST_PAGE_SIZE: u32 = 50;
 
 /// A cache of one kind of child, and the stream of changes that keeps it current. Its objects
-/// keep no managedFields, uid or resourceVersion: nothing reads them of a child, and they are
-/// a good part of a small object (the caches of the controllers' own objects, made by
-/// [`controller`], keep their uid and resourceVersion). They keep [`APPLIED_HASH_ANNOTATION`]
-/// among their labels rather than their annotations: see [`applied_hash`].
+/// are [`Packed`]: kept as text, without managedFields, uid or resourceVersion (nothing reads
+/// them of a child). The stream gives them typed, as they come.
 pub fn cache<K>(
     api: Api<K>,
     selector: &str,
 ) -> (
-    Store<K>,
+    Store<Packed<K>>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
 )
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
     cache_with(api, selector, K::DynamicType::default())
@@ -184,102 +184,105 @@ pub fn cache_with<K>(
     selector: &str,
     dynamic_type: K::DynamicType,
 ) -> (
-    Store<K>,
+    Store<Packed<K>>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
 )
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone + Send + Sync,
 {
-    cache_slim(api, selector, dynamic_type, |_: &mut K| {})
+    packed_cache(api, selector, dynamic_type, |_: &mut K| {})
 }
 
-/// [`cache_with`] whose objects keep only what `slim` leaves of them: for objects that are
-/// only read, never compared with what is applied ([`apply`] needs every field it applies).
+/// [`cache`] of objects that are only read, never compared with what is applied: they keep
+/// only what `slim` leaves of them, in the cache and in the stream.
 pub fn cache_slim<K>(
+    api: Api<K>,
+    selector: &str,
+    slim: impl Fn(&mut K) + Send + 'static,
+) -> (
+    Store<Packed<K>>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    packed_cache(api, selector, K::DynamicType::default(), slim)
+}
+
+fn packed_cache<K>(
     api: Api<K>,
     selector: &str,
     dynamic_type: K::DynamicType,
     slim: impl Fn(&mut K) + Send + 'static,
 ) -> (
-    Store<K>,
+    Store<Packed<K>>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
 )
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone + Send + Sync,
 {
-    reflect(api, selector, dynamic_type, move |object: &mut K| {
+    let mut writer = reflector::store::Writer::new(dynamic_type);
+    let store = writer.as_reader();
+    let mut packer = Packer::default();
+    let stream = watch(api, selector, move |object: &mut K| {
         let metadata = object.meta_mut();
         metadata.uid = None;
         metadata.resource_version = None;
-        hash_among_labels(metadata);
         slim(object);
     })
+    .inspect_ok(move |event| writer.apply_watcher_event(&pack(&mut packer, event)))
+    .touched_objects();
+    (store, stream)
 }
 
-/// A cache of `K` and the stream of changes that keeps it current, its objects changed by
-/// `modify` (after their managedFields are dropped) before they are cached or streamed.
-fn reflect<K>(
+/// The changes to every `K` matching `selector`, listed in pages, without managedFields (often
+/// the larger part of an object, and nothing here reads them), then changed by `modify`.
+fn watch<K>(
     api: Api<K>,
     selector: &str,
-    dynamic_type: K::DynamicType,
     mut modify: impl FnMut(&mut K) + Send + 'static,
-) -> (
-    Store<K>,
-    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Eq + Hash + Clone + Send + Sync,
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    let writer = reflector::store::Writer::new(dynamic_type);
-    let store = writer.as_reader();
     let mut config = watcher::Config::default().page_size(LIST_PAGE_SIZE);
     if !selector.is_empty() {
         config = config.labels(selector);
     }
-    let stream = watcher(api, config)
+    watcher(api, config)
         .modify(move |object| {
-            // managedFields are often the larger part of an object, and nothing here reads them.
             object.meta_mut().managed_fields = None;
             modify(object);
         })
-        .default_backoff();
-    let stream = reflector::reflector(writer, stream).touched_objects();
-    (store, stream)
+        .default_backoff()
 }
 
-/// A controller of every `K`, whose cache (like [`cache`]'s) keeps no managedFields.
+/// `event` with its objects packed by `packer`.
+fn pack<K: Resource + Serialize>(
+    packer: &mut Packer,
+    event: &watcher::Event<K>,
+) -> watcher::Event<Packed<K>> {
+    match event {
+        watcher::Event::Apply(object) => watcher::Event::Apply(packer.pack(object)),
+        watcher::Event::Delete(object) => watcher::Event::Delete(packer.pack(object)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(object) => watcher::Event::InitApply(packer.pack(object)),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
+/// A controller of every `K`, whose cache keeps its objects typed, without managedFields.
 pub fn controller<K>(api: Api<K>) -> Controller<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let (store, stream) = reflect(api, "", (), |_: &mut K| {});
+    let writer = reflector::store::Writer::default();
+    let store = writer.as_reader();
+    let stream = reflector::reflector(writer, watch(api, "", |_: &mut K| {})).touched_objects();
     Controller::for_stream(stream, store)
-}
-
-/// Moves [`APPLIED_HASH_ANNOTATION`] from the annotations of `metadata` to its labels (the key
-/// is a valid label key, and the hash a valid label value). Most children have no other
-/// annotation, and a map of annotations for that one alone takes more memory than all their
-/// other metadata, while their labels have room to spare.
-fn hash_among_labels(metadata: &mut ObjectMeta) {
-    let Some(mut annotations) = metadata.annotations.take() else {
-        return;
-    };
-    if let Some((key, hash)) = annotations.remove_entry(APPLIED_HASH_ANNOTATION) {
-        metadata.labels.get_or_insert_default().insert(key, hash);
-    }
-    metadata.annotations = (!annotations.is_empty()).then_some(annotations);
-}
-
-/// The hash [`apply`] stamped on `object`, a copy from a cache (which keeps it among the
-/// labels) or from the API server (among the annotations).
-pub fn applied_hash<K: Resource>(object: &K) -> Option<&String> {
-    object
-        .labels()
-        .get(APPLIED_HASH_ANNOTATION)
-        .or_else(|| object.annotations().get(APPLIED_HASH_ANNOTATION))
 }
 
 /// Stamps `object` with the hash of its content.
@@ -342,7 +345,7 @@ pub fn difference(desired: &Value, actual: &Value) -> Option<String> {
 /// Returns whether it wrote.
 pub async fn apply<K>(
     client: &Client,
-    store: &Store<K>,
+    store: &Store<Packed<K>>,
     manager: &str,
     desired: K,
 ) -> Result<bool, kube::Error>
@@ -356,7 +359,7 @@ where
 /// [`apply`] for a kind known at run time (`DynamicObject`).
 pub async fn apply_with<K>(
     client: &Client,
-    store: &Store<K>,
+    store: &Store<Packed<K>>,
     manager: &str,
     desired: K,
     dynamic_type: &K::DynamicType,
@@ -368,27 +371,20 @@ where
     let desired = stamp(desired);
     let name = desired.name_any();
     let namespace = desired.namespace();
-    let mut key = ObjectRef::<K>::new_with(&name, dynamic_type.clone());
+    let mut key = ObjectRef::<Packed<K>>::new_with(&name, dynamic_type.clone());
     if let Some(namespace) = &namespace {
         key = key.within(namespace);
     }
     let differs = match store.get(&key) {
         Some(current) => {
-            // Compared where a cache keeps the hash, whatever the store.
-            let as_cached = |object: &K| {
-                let mut object = object.clone();
-                hash_among_labels(object.meta_mut());
-                serde_json::to_value(object).unwrap_or(Value::Null)
-            };
-            let mut desired_value = as_cached(&desired);
+            let mut desired_value = serde_json::to_value(&desired).unwrap_or(Value::Null);
             // Objects listed by a watcher carry no apiVersion or kind; the store's type says
             // them anyway.
             if let Some(fields) = desired_value.as_object_mut() {
                 fields.remove("apiVersion");
                 fields.remove("kind");
             }
-            let current_value = as_cached(current.as_ref());
-            let Some(path) = difference(&desired_value, &current_value) else {
+            let Some(path) = difference(&desired_value, &current.value()) else {
                 return Ok(false);
             };
             path

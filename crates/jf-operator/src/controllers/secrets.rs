@@ -23,6 +23,9 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{Store, store::Writer};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt as _};
+use serde::Serialize;
+
+use super::{Packed, Packer};
 
 /// How often a resource whose Secrets are not watched is reconciled anyway.
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -246,15 +249,20 @@ pub fn forbidden_hint(namespace: &str) -> String {
     )
 }
 
-/// A store holding `objects`, for code that looks objects up in a cache.
-pub fn snapshot<K>(objects: impl IntoIterator<Item = K>, dynamic_type: K::DynamicType) -> Store<K>
+/// A store holding `objects`, for code that looks objects up in a cache (as [`super::cache`]
+/// keeps them).
+pub fn snapshot<K>(
+    objects: impl IntoIterator<Item = K>,
+    dynamic_type: K::DynamicType,
+) -> Store<Packed<K>>
 where
-    K: Resource + Clone,
+    K: Resource + Serialize,
     K::DynamicType: Eq + Hash + Clone,
 {
     let mut writer = Writer::new(dynamic_type);
+    let mut packer = Packer::default();
     for object in objects {
-        writer.apply_watcher_event(&watcher::Event::Apply(object));
+        writer.apply_watcher_event(&watcher::Event::Apply(packer.pack(&object)));
     }
     writer.as_reader()
 }

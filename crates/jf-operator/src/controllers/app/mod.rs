@@ -38,7 +38,7 @@ use tracing::{debug, instrument, warn};
 
 use self::render::{APP_LABEL, RenderError};
 use super::{
-    apply, apply_with, cache, cache_slim, cache_with, describe, managed_selector, secrets,
+    Packed, apply, apply_with, cache, cache_slim, cache_with, describe, managed_selector, secrets,
 };
 use crate::settings::EnvironmentSettings;
 use crate::telemetry::Metrics;
@@ -59,7 +59,7 @@ const NOT_READY_REQUEUE: Duration = Duration::from_secs(3);
 #[derive(Clone)]
 struct Kind {
     resource: ApiResource,
-    store: Store<DynamicObject>,
+    store: Store<Packed<DynamicObject>>,
 }
 
 /// What every reconciliation shares.
@@ -75,11 +75,11 @@ pub struct Context {
     /// Secrets, which a Blueprint may hold too, and which are read per reconciliation.
     secrets: ApiResource,
     redis: Kind,
-    ingresses: Store<Ingress>,
-    databases: Store<PostgreSQL>,
-    blueprints: Store<Blueprint>,
-    environments: Store<Environment>,
-    namespaces: Store<Namespace>,
+    ingresses: Store<Packed<Ingress>>,
+    databases: Store<Packed<PostgreSQL>>,
+    blueprints: Store<Packed<Blueprint>>,
+    environments: Store<Packed<Environment>>,
+    namespaces: Store<Packed<Namespace>>,
     caches_ready: watch::Receiver<bool>,
     failures: Mutex<HashMap<String, u32>>,
     reconciled: broadcast::Sender<Reconciled>,
@@ -163,7 +163,7 @@ pub async fn run(
     // ([`secrets_of`]): the operator may not watch them across the cluster.
     let mut kinds = Vec::new();
     let mut secrets = None;
-    let mut waiting: Vec<Store<DynamicObject>> = Vec::new();
+    let mut waiting: Vec<Store<Packed<DynamicObject>>> = Vec::new();
     for kind in jf_api::blueprint::ALLOWED_KINDS {
         let Some((api_version, name)) = kind.rsplit_once('/') else {
             continue;
@@ -175,11 +175,10 @@ pub async fn run(
             secrets = Some(resource);
             continue;
         }
-        let (store, events) = cache_slim(
+        let (store, events) = cache_with(
             Api::<DynamicObject>::all_with(client.clone(), &resource),
             &selector,
             resource.clone(),
-            slim_unless_rendered,
         );
         let apps = app_store.clone();
         controller = controller.watches_stream_with(
@@ -210,13 +209,11 @@ pub async fn run(
     let (environments, environment_events) = cache_slim(
         Api::<Environment>::all(client.clone()),
         "",
-        (),
         slim_environment,
     );
     let (namespaces, namespace_events) = cache_slim(
         Api::<Namespace>::all(client.clone()),
         &selector,
-        (),
         slim_namespace,
     );
     let apps = app_store.clone();
@@ -332,22 +329,6 @@ fn slim_namespace(namespace: &mut Namespace) {
     });
     namespace.spec = None;
     namespace.status = None;
-}
-
-/// An object of a kind a Blueprint may hold that no App rendered (it has no [`APP_LABEL`]):
-/// `env-config`, or what another controller made, such as a Redis' StatefulSet. Of it this
-/// controller reads which Apps it concerns (its labels and owners) and a ConfigMap's data (for
-/// the configuration hash); it is never pruned, and an App's object of the same name differs
-/// from it by that label anyway. Its cache keeps nothing else. What an App rendered is kept
-/// whole: it is compared with what is applied, and its status tells whether it is ready.
-fn slim_unless_rendered(object: &mut DynamicObject) {
-    if object.labels().contains_key(APP_LABEL) {
-        return;
-    }
-    object.metadata.annotations = None;
-    if let Value::Object(fields) = &mut object.data {
-        fields.retain(|key, _| key == "data");
-    }
 }
 
 /// The Apps an object concerns: its owner, the App whose dependency Secret it is, or every
@@ -519,7 +500,7 @@ fn config_hash(kinds: &[Kind], namespace: &str, app: &str) -> String {
             format!("{app}-redis"),
         ] {
             let key = ObjectRef::new_with(&name, kind.resource.clone()).within(namespace);
-            if let Some(object) = kind.store.get(&key) {
+            if let Some(object) = kind.store.get(&key).and_then(|object| object.object()) {
                 parts.insert(
                     format!("{}/{name}", kind.resource.kind),
                     object.data.get("data").cloned().unwrap_or(Value::Null),
@@ -548,8 +529,10 @@ async fn reconcile_app(app: &App, context: &Context, writes: &mut u64) -> Result
     let environment = context
         .namespaces
         .get(&ObjectRef::new(&namespace))
+        .and_then(|namespace| namespace.object())
         .and_then(|namespace| namespace.labels().get(ENVIRONMENT_LABEL).cloned())
-        .and_then(|environment| context.environments.get(&ObjectRef::new(&environment)));
+        .and_then(|environment| context.environments.get(&ObjectRef::new(&environment)))
+        .and_then(|environment| environment.object());
     let Some(environment) = environment else {
         let message = format!(
             "namespace {namespace} is not an environment's; deploy with `jf deploy ENV {}`",
@@ -557,7 +540,11 @@ async fn reconcile_app(app: &App, context: &Context, writes: &mut u64) -> Result
         );
         return refuse(app, context, status, "NotInEnvironment", message, writes).await;
     };
-    let Some(blueprint) = context.blueprints.get(&ObjectRef::new(&app.spec.blueprint)) else {
+    let blueprint = context
+        .blueprints
+        .get(&ObjectRef::new(&app.spec.blueprint))
+        .and_then(|blueprint| blueprint.object());
+    let Some(blueprint) = blueprint else {
         let message = format!(
             "there is no Blueprint {:?}; run `jf blueprints` to see what can be deployed",
             app.spec.blueprint
@@ -686,9 +673,12 @@ async fn reconcile_app(app: &App, context: &Context, writes: &mut u64) -> Result
             .iter()
             .find(|kind| kind.resource.kind == resource.kind);
         let current = kind.and_then(|kind| {
-            kind.store.get(
-                &ObjectRef::new_with(&object.name_any(), kind.resource.clone()).within(&namespace),
-            )
+            kind.store
+                .get(
+                    &ObjectRef::new_with(&object.name_any(), kind.resource.clone())
+                        .within(&namespace),
+                )
+                .and_then(|current| current.object())
         });
         let just_updated = updated.contains(&(resource.kind.clone(), object.name_any()));
         let current = current.filter(|_| !just_updated);
@@ -767,7 +757,8 @@ async fn reconcile_app(app: &App, context: &Context, writes: &mut u64) -> Result
     if rendered.postgresql.is_some() {
         let current = context
             .databases
-            .get(&ObjectRef::new(&name).within(&namespace));
+            .get(&ObjectRef::new(&name).within(&namespace))
+            .and_then(|database| database.object());
         dependency(
             "PostgreSQL",
             current.map(|database| {
@@ -791,7 +782,7 @@ async fn reconcile_app(app: &App, context: &Context, writes: &mut u64) -> Result
                 let conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> =
                     serde_json::from_value(
                         redis
-                            .data
+                            .value()
                             .pointer("/status/conditions")
                             .cloned()
                             .unwrap_or(Value::Null),
@@ -957,7 +948,12 @@ async fn prune(
                 .any(|owner| Some(&owner.uid) == app.metadata.uid.as_ref())
     };
     for kind in kinds {
-        for object in kind.store.state() {
+        for object in kind
+            .store
+            .state()
+            .iter()
+            .filter_map(|object| object.object())
+        {
             if mine(&object) && !applied.contains(&(kind.resource.kind.clone(), object.name_any()))
             {
                 deleted += delete(context, &kind.resource, &namespace, &object.name_any()).await?;
@@ -970,6 +966,7 @@ async fn prune(
             .redis
             .store
             .get(&key)
+            .and_then(|object| object.object())
             .is_some_and(|object| mine(&object))
         {
             deleted += delete(context, &context.redis.resource, &namespace, &name).await?;
@@ -985,6 +982,7 @@ async fn prune(
         && context
             .databases
             .get(&ObjectRef::new(&name).within(&namespace))
+            .and_then(|database| database.object())
             .is_some_and(|database| owned_by_app(database.owner_references()))
     {
         deleted += delete(
@@ -999,6 +997,7 @@ async fn prune(
         && context
             .ingresses
             .get(&ObjectRef::new(&name).within(&namespace))
+            .and_then(|ingress| ingress.object())
             .is_some_and(|ingress| owned_by_app(ingress.owner_references()))
     {
         deleted += delete(

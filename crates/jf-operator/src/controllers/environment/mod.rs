@@ -38,7 +38,7 @@ use tokio::sync::{broadcast, watch};
 use tracing::{debug, info, instrument, warn};
 
 use super::written::Written;
-use super::{apply, cache, describe, managed_selector};
+use super::{Packed, apply, cache, describe, managed_selector};
 use crate::settings::EnvironmentSettings;
 use crate::telemetry::Metrics;
 
@@ -53,14 +53,14 @@ const EXPIRY_WARNING: SignedDuration = SignedDuration::from_hours(1);
 /// Caches of every kind of child, filled by the controller's watches.
 #[derive(Clone)]
 pub struct Caches {
-    pub namespaces: Store<Namespace>,
-    pub role_bindings: Store<RoleBinding>,
-    pub config_maps: Store<ConfigMap>,
-    pub network_policies: Store<NetworkPolicy>,
-    pub resource_quotas: Store<ResourceQuota>,
-    pub limit_ranges: Store<LimitRange>,
-    pub cluster_roles: Store<ClusterRole>,
-    pub cluster_role_bindings: Store<ClusterRoleBinding>,
+    pub namespaces: Store<Packed<Namespace>>,
+    pub role_bindings: Store<Packed<RoleBinding>>,
+    pub config_maps: Store<Packed<ConfigMap>>,
+    pub network_policies: Store<Packed<NetworkPolicy>>,
+    pub resource_quotas: Store<Packed<ResourceQuota>>,
+    pub limit_ranges: Store<Packed<LimitRange>>,
+    pub cluster_roles: Store<Packed<ClusterRole>>,
+    pub cluster_role_bindings: Store<Packed<ClusterRoleBinding>>,
 }
 
 impl Caches {
@@ -400,7 +400,7 @@ async fn apply_environment(
     };
     let namespace = children.namespace.name_any();
     let existing = match context.caches.namespaces.get(&ObjectRef::new(&namespace)) {
-        Some(existing) => Some(existing),
+        Some(existing) => existing.object(),
         // Only our namespaces are cached; a foreign one must be looked up.
         None => Api::<Namespace>::all(context.client.clone())
             .get_opt(&namespace)
@@ -408,8 +408,7 @@ async fn apply_environment(
             .map_err(|source| Error::ReadNamespace {
                 name: namespace.clone(),
                 source,
-            })?
-            .map(Arc::new),
+            })?,
     };
     if let Some(existing) = &existing {
         let uid = environment.uid().unwrap_or_default();
@@ -738,7 +737,11 @@ async fn set_finalizers(
         .map_err(Error::Finalizer)
 }
 
-async fn apply_child<K>(context: &Context, store: &Store<K>, desired: K) -> Result<bool, Error>
+async fn apply_child<K>(
+    context: &Context,
+    store: &Store<Packed<K>>,
+    desired: K,
+) -> Result<bool, Error>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -762,7 +765,9 @@ async fn apply_role_binding(context: &Context, desired: RoleBinding) -> Result<b
     let store = &context.caches.role_bindings;
     let namespace = desired.namespace().unwrap_or_default();
     let name = desired.name_any();
-    let current = store.get(&ObjectRef::new(&name).within(&namespace));
+    let current = store
+        .get(&ObjectRef::new(&name).within(&namespace))
+        .and_then(|current| current.object());
     if let Some(current) = current
         && current.role_ref.name != desired.role_ref.name
     {
@@ -797,7 +802,7 @@ async fn apply_role_binding(context: &Context, desired: RoleBinding) -> Result<b
 /// Applies `desired`, or deletes our object of that name when nothing is desired.
 async fn apply_or_remove<K>(
     context: &Context,
-    store: &Store<K>,
+    store: &Store<Packed<K>>,
     namespace: &str,
     name: &str,
     desired: Option<K>,
@@ -830,7 +835,7 @@ where
 /// Deletes our cluster-scoped object `name` if the cache has it.
 async fn remove_cluster_scoped<K>(
     context: &Context,
-    store: &Store<K>,
+    store: &Store<Packed<K>>,
     name: &str,
 ) -> Result<bool, Error>
 where

@@ -42,7 +42,8 @@ use tracing::{debug, instrument, warn};
 
 use self::build::REDIS_LABEL;
 use super::{
-    APPLIED_HASH_ANNOTATION, apply, cache, describe, is_subset, managed_selector, secrets, stamp,
+    APPLIED_HASH_ANNOTATION, Packed, apply, cache, describe, is_subset, managed_selector, secrets,
+    stamp,
 };
 use crate::settings::RedisSettings;
 use crate::telemetry::Metrics;
@@ -59,9 +60,9 @@ const CONFLICT_REQUEUE: Duration = Duration::from_secs(60);
 /// Caches of the children and the pods, filled by the controller's watches.
 #[derive(Clone)]
 pub struct Caches {
-    pub stateful_sets: Store<StatefulSet>,
-    pub services: Store<Service>,
-    pub pods: Store<Pod>,
+    pub stateful_sets: Store<Packed<StatefulSet>>,
+    pub services: Store<Packed<Service>>,
+    pub pods: Store<Packed<Pod>>,
 }
 
 impl Caches {
@@ -330,7 +331,11 @@ async fn reconcile_resource(
 
     // Build. A sleeping environment scaled the StatefulSet to zero: it stays so until it wakes.
     let stateful_set_key = ObjectRef::new(&name).within(&namespace);
-    let current = context.caches.stateful_sets.get(&stateful_set_key);
+    let current = context
+        .caches
+        .stateful_sets
+        .get(&stateful_set_key)
+        .and_then(|current| current.object());
     let asleep = current.as_ref().is_some_and(|stateful_set| {
         stateful_set
             .annotations()
@@ -401,9 +406,9 @@ async fn reconcile_resource(
     );
     let (config, service, stateful_set) = (config?, service?, stateful_set?);
     *writes += u64::from(config) + u64::from(service) + u64::from(stateful_set);
-    let up_to_date = current
-        .as_ref()
-        .is_some_and(|current| super::applied_hash(current.as_ref()) == Some(&desired_hash));
+    let up_to_date = current.as_ref().is_some_and(|current| {
+        current.annotations().get(APPLIED_HASH_ANNOTATION) == Some(&desired_hash)
+    });
     if stateful_set && current.is_none() {
         let note = format!("Created StatefulSet {name} and Service {name}");
         publish(context, resource, EventType::Normal, "Created", note).await;
@@ -415,8 +420,9 @@ async fn reconcile_resource(
     // Status.
     let pod = caches
         .pods
-        .get(&ObjectRef::new(&format!("{name}-0")).within(&namespace));
-    let readiness = build::readiness(resource, current.as_deref(), pod.as_deref(), up_to_date);
+        .get(&ObjectRef::new(&format!("{name}-0")).within(&namespace))
+        .and_then(|pod| pod.object());
+    let readiness = build::readiness(resource, current.as_ref(), pod.as_ref(), up_to_date);
     let was_ready = resource
         .status
         .as_ref()
@@ -517,7 +523,7 @@ async fn ensure_secret(
 /// Fett did not make for `resource`.
 async fn taken<K>(
     context: &Context,
-    store: &Store<K>,
+    store: &Store<Packed<K>>,
     desired: &K,
     resource: &Redis,
 ) -> Result<Option<(&'static str, String)>, Error>
@@ -530,7 +536,7 @@ where
     let name = desired.name_any();
     let namespace = desired.namespace().unwrap_or_default();
     let existing = match store.get(&ObjectRef::new(&name).within(&namespace)) {
-        Some(existing) => Some(existing),
+        Some(existing) => existing.object(),
         // Only labelled objects are cached; an unlabelled one of that name must be looked up.
         None => Api::<K>::namespaced(context.client.clone(), &namespace)
             .get_opt(&name)
@@ -539,8 +545,7 @@ where
                 kind: K::kind(&()).into_owned(),
                 name: name.clone(),
                 source,
-            })?
-            .map(Arc::new),
+            })?,
     };
     let kind = K::kind(&());
     Ok(existing
@@ -561,7 +566,11 @@ where
         }))
 }
 
-async fn apply_child<K>(context: &Context, store: &Store<K>, desired: K) -> Result<bool, Error>
+async fn apply_child<K>(
+    context: &Context,
+    store: &Store<Packed<K>>,
+    desired: K,
+) -> Result<bool, Error>
 where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
 {
