@@ -162,8 +162,8 @@ pub fn managed_selector() -> String {
 const LIST_PAGE_SIZE: u32 = 50;
 
 /// A cache of one kind of child, and the stream of changes that keeps it current. Its objects
-/// are [`Packed`]: kept as text, without managedFields, uid or resourceVersion (nothing reads
-/// them of a child). The stream gives them typed, as they come.
+/// are [`Packed`] (compressed JSON), without managedFields, uid or resourceVersion: nothing
+/// reads them of a child. The stream gives them typed, as they come.
 pub fn cache<K>(
     api: Api<K>,
     selector: &str,

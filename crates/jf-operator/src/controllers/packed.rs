@@ -55,13 +55,6 @@ impl Packer {
     }
 }
 
-impl<K: Resource + Serialize> Packed<K> {
-    /// `object` packed on its own.
-    pub fn of(object: &K) -> Self {
-        Packer::default().pack(object)
-    }
-}
-
 impl<K> Packed<K> {
     /// The JSON text; empty should it not decompress (which is logged).
     fn text(&self) -> Vec<u8> {
@@ -183,7 +176,7 @@ mod tests {
 
     #[test]
     fn a_packed_copy_reads_back_as_the_object() {
-        let packed = Packed::of(&network_policy());
+        let packed = Packer::default().pack(&network_policy());
         assert_eq!(packed.object(), Some(network_policy()));
         assert_eq!(
             packed.value()["spec"]["ingress"][0]["from"][0],
@@ -219,7 +212,7 @@ mod tests {
         let object: DynamicObject =
             serde_json::from_value(serde_json::to_value(network_policy()).expect("json"))
                 .expect("a dynamic object");
-        let packed = Packed::of(&object);
+        let packed = Packer::default().pack(&object);
         assert_eq!(
             packed.to_object_ref(resource.clone()),
             ObjectRef::new_with("isolate", resource).within("env-a")
