@@ -211,6 +211,8 @@ where
     packed_cache(api, selector, K::DynamicType::default(), slim)
 }
 
+/// The cache and stream of [`cache_with`] and [`cache_slim`]: `slim` changes each object
+/// before it is packed and streamed.
 fn packed_cache<K>(
     api: Api<K>,
     selector: &str,

@@ -7,16 +7,19 @@ use std::sync::Arc;
 
 use kube::Resource;
 use kube::runtime::reflector::Lookup;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A cached copy of a child, kept as its JSON text, compressed against the first object its
-/// cache packed ([`Packer`]). As a typed object it takes ten times that in maps, options and
+/// cache packed ([`Packer`]); its name and namespace are kept apart, for the cache's key and
+/// to pick a namespace's objects without unpacking the others. As a typed object it takes ten times that in maps, options and
 /// small strings, and the caches of children hold every child of every environment, while a
 /// reconciliation reads only its own: with [`Packed::object`], or [`Packed::value`] to
 /// compare it with what is applied.
 pub struct Packed<K> {
+    name: Box<str>,
+    namespace: Option<Box<str>>,
     bytes: Box<[u8]>,
     dictionary: Arc<[u8]>,
     kind: PhantomData<fn() -> K>,
@@ -31,22 +34,22 @@ pub struct Packer {
 }
 
 impl Packer {
-    /// `object` packed. Should it not serialize (the types here always do), its name and
-    /// namespace are kept, which any comparison finds different.
+    /// `object` packed. Should it not serialize (the types here always do), only its name
+    /// and namespace are kept, which any comparison finds different.
     pub fn pack<K: Resource + Serialize>(&mut self, object: &K) -> Packed<K> {
-        let json = serde_json::to_vec(object).unwrap_or_else(|error| {
-            tracing::error!(kind = %std::any::type_name::<K>(), %error, "cannot cache an object");
-            serde_json::json!({
-                "metadata": {"name": object.meta().name, "namespace": object.meta().namespace}
+        let json = serde_json::to_vec(object)
+            .inspect_err(|error| {
+                tracing::error!(kind = %std::any::type_name::<K>(), %error, "cannot cache an object");
             })
-            .to_string()
-            .into_bytes()
-        });
+            .unwrap_or_default();
         let dictionary = self
             .dictionary
             .get_or_insert_with(|| Arc::from(json.as_slice()))
             .clone();
+        let metadata = object.meta();
         Packed {
+            name: metadata.name.as_deref().unwrap_or_default().into(),
+            namespace: metadata.namespace.as_deref().map(Into::into),
             bytes: lz4_flex::block::compress_prepend_size_with_dict(&json, &dictionary)
                 .into_boxed_slice(),
             dictionary,
@@ -56,6 +59,11 @@ impl Packer {
 }
 
 impl<K> Packed<K> {
+    /// The namespace, read without unpacking the object.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
     /// The JSON text; empty should it not decompress (which is logged).
     fn text(&self) -> Vec<u8> {
         lz4_flex::block::decompress_size_prepended_with_dict(&self.bytes, &self.dictionary)
@@ -68,13 +76,6 @@ impl<K> Packed<K> {
     /// The object as a JSON value.
     pub fn value(&self) -> Value {
         serde_json::from_slice(&self.text()).unwrap_or(Value::Null)
-    }
-
-    /// The name and namespace.
-    fn names(&self) -> Names {
-        serde_json::from_slice::<Named>(&self.text())
-            .map(|named| named.metadata)
-            .unwrap_or_default()
     }
 }
 
@@ -89,20 +90,11 @@ impl<K: DeserializeOwned> Packed<K> {
     }
 }
 
-#[derive(Deserialize)]
-struct Named {
-    metadata: Names,
-}
-
-#[derive(Default, Deserialize)]
-struct Names {
-    name: Option<String>,
-    namespace: Option<String>,
-}
-
 impl<K> Clone for Packed<K> {
     fn clone(&self) -> Self {
         Self {
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
             bytes: self.bytes.clone(),
             dictionary: self.dictionary.clone(),
             kind: PhantomData,
@@ -141,11 +133,11 @@ impl<K: Resource> Lookup for Packed<K> {
     }
 
     fn name(&self) -> Option<Cow<'_, str>> {
-        self.names().name.map(Cow::Owned)
+        Some(Cow::Borrowed(&self.name))
     }
 
     fn namespace(&self) -> Option<Cow<'_, str>> {
-        self.names().namespace.map(Cow::Owned)
+        self.namespace.as_deref().map(Cow::Borrowed)
     }
 
     fn resource_version(&self) -> Option<Cow<'_, str>> {

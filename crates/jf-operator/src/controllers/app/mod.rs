@@ -948,10 +948,12 @@ async fn prune(
                 .any(|owner| Some(&owner.uid) == app.metadata.uid.as_ref())
     };
     for kind in kinds {
+        // Only this namespace's objects are unpacked.
         for object in kind
             .store
             .state()
             .iter()
+            .filter(|object| object.namespace() == Some(namespace.as_str()))
             .filter_map(|object| object.object())
         {
             if mine(&object) && !applied.contains(&(kind.resource.kind.clone(), object.name_any()))
